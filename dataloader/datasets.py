@@ -1,0 +1,186 @@
+"""Datasets that turn (video, label) entries into uint8 clips.
+
+Workers decode JPEGs with OpenCV and crop with integer slicing; everything in float
+happens later on the device (dataloader/transforms.py). Each item is
+
+    clip  (P, C, crop, crop) uint8   P = K segments (train) or N positions x crops (test)
+    flip  (P,) bool                  mirror this image (done on the device)
+    label int, index int, bad int    bad = frames replaced under --on-bad-frame skip
+
+Training randomness comes from a generator seeded by (seed, epoch, index), so a sample
+is the same whichever worker draws it and a resumed run sees the same data.
+"""
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dataloader.sampling import (random_crop_box, sample_test_positions, sample_train_positions,
+                                 stack_indices, test_crop_boxes)
+
+
+class DataError(ValueError):
+    """The data on disk does not match what the split lists or options need."""
+
+
+class BadFrameError(DataError):
+    pass
+
+
+def _describe(names, limit=5):
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def count_frames(entries, layout, modality, min_frames=1):
+    """{video: frame count} for every entry, read from the folders.
+
+    Raises DataError naming the missing or empty videos, before any training starts.
+    """
+    layout.require(modality)
+    missing = [v for v, _ in entries if not layout.has(v, modality)]
+    if missing:
+        raise DataError(f"{len(missing)} of {len(entries)} videos in the split have no "
+                        f"{modality} frames under {layout.describe(modality)}: {_describe(missing)}")
+    counts = {v: layout.num_frames(v, modality) for v, _ in entries}
+    empty = [v for v, n in counts.items() if n < min_frames]
+    if empty:
+        raise DataError(f"{len(empty)} videos have no {modality} frames in their folder "
+                        f"under {layout.describe(modality)}: {_describe(empty)}")
+    return counts
+
+
+def read_frame(path, color):
+    """Decode one JPEG: (H, W, 3) RGB or (H, W) grayscale uint8, or None if unreadable."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        return None
+    return img[:, :, ::-1] if color else img
+
+
+class ClipDataset(Dataset):
+    def __init__(self, entries, counts, layout, modality, *, stack=1, crop_size=224, train=True,
+                 num_segments=3, test_frames=19, test_crops=1, seed=0, on_bad_frame="error",
+                 frame_size=None):
+        self.entries, self.counts, self.layout = entries, counts, layout
+        self.modality, self.train = modality, train
+        self.span = stack if modality == "flow" else 1
+        self.crop, self.num_segments = crop_size, num_segments
+        self.test_frames, self.test_crops = test_frames, test_crops
+        self.seed, self.on_bad_frame = seed, on_bad_frame
+        self.frame_size = frame_size or self.probe_frame_size()
+        h, w = self.frame_size
+        if h < crop_size or w < crop_size:
+            raise DataError(f"frames are {w}x{h} but --crop-size is {crop_size}: "
+                            f"lower --crop-size or use larger frames")
+
+    def __len__(self):
+        return len(self.entries)
+
+    def probe_frame_size(self):
+        """(H, W) of the first frame of the first video; every frame must match it."""
+        video = self.entries[0][0]
+        path = self.layout.frame_paths(video, self.modality)(0)
+        path = path if isinstance(path, str) else path[0]
+        img = read_frame(path, color=False)
+        if img is None:
+            raise BadFrameError(f"{path}: cannot decode the first frame of '{video}'")
+        return img.shape[:2]
+
+    # -- decoding ------------------------------------------------------------------
+    def _read_checked(self, path, color):
+        img = read_frame(path, color)
+        if img is not None and img.shape[:2] != tuple(self.frame_size):
+            return None
+        return img
+
+    def _read_channels(self, paths_of, i):
+        """The channels of frame i: [RGB image] or [u, v]; None if any is unreadable."""
+        if self.modality == "rgb":
+            img = self._read_checked(paths_of(i), color=True)
+            return None if img is None else [img]
+        u, v = (self._read_checked(p, color=False) for p in paths_of(i))
+        return None if u is None or v is None else [u, v]
+
+    def _load_frame(self, video, paths_of, i, n):
+        """Channels of frame i; under --on-bad-frame skip, of the nearest readable frame."""
+        chans = self._read_channels(paths_of, i)
+        if chans is not None:
+            return chans, 0
+        bad = paths_of(i)
+        if self.on_bad_frame != "skip":
+            raise BadFrameError(
+                f"{bad}: missing, corrupt, or not {self.frame_size[1]}x{self.frame_size[0]} (frame {i + 1} of "
+                f"'{video}'); fix the file, run --check-data, or pass --on-bad-frame skip")
+        for d in range(1, n):
+            for j in (i - d, i + d):
+                if 0 <= j < n and (chans := self._read_channels(paths_of, j)) is not None:
+                    return chans, 1
+        raise BadFrameError(f"'{video}': no readable {self.modality} frame at all (first: {bad})")
+
+    def _load_sample(self, video, paths_of, position, n):
+        """(C, H, W) uint8: one RGB frame, or span flow frames stacked u1, v1, ..., uL, vL."""
+        planes, bad = [], 0
+        for i in stack_indices(position, self.span, n):
+            chans, b = self._load_frame(video, paths_of, int(i), n)
+            planes.extend(chans)
+            bad += b
+        if self.modality == "rgb":
+            return np.ascontiguousarray(planes[0].transpose(2, 0, 1)), bad
+        return np.stack(planes), bad
+
+    # -- items --------------------------------------------------------------------
+    def __getitem__(self, item):
+        if self.train:
+            index, epoch = item
+            rng = np.random.default_rng([self.seed, epoch, index])
+        else:
+            index = item
+        video, label = self.entries[index]
+        n = self.counts[video]
+        paths_of = self.layout.frame_paths(video, self.modality)
+        h, w = self.frame_size
+        c = self.crop
+        if self.train:
+            positions = sample_train_positions(n, self.num_segments, self.span, rng)
+            top, left = random_crop_box(h, w, c, rng)
+            boxes = [(top, left, bool(rng.random() < 0.5))]  # one crop and flip for the whole video
+        else:
+            positions = sample_test_positions(n, self.test_frames, self.span)
+            boxes = test_crop_boxes(h, w, c, self.test_crops)
+        clips, flips, bad = [], [], 0
+        for p in positions:
+            sample, b = self._load_sample(video, paths_of, int(p), n)
+            bad += b
+            for top, left, flip in boxes:
+                clips.append(sample[:, top:top + c, left:left + c])
+                flips.append(flip)
+        if self.train:
+            flips = [boxes[0][2]] * len(clips)
+        return torch.from_numpy(np.stack(clips)), torch.tensor(flips), label, index, bad
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Training order: a fresh shuffle each epoch from (seed, epoch), sharded over
+    processes like DistributedSampler. Yields (index, epoch) so that workers, even
+    persistent ones, know the epoch for their per-sample generators."""
+
+    def __init__(self, size, seed, rank=0, world_size=1, shuffle=True):
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world_size
+        self.shuffle, self.epoch = shuffle, 0
+        self.per_rank = -(-size // world_size)  # ceil: pad by repeating, as DistributedSampler
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.per_rank
+
+    def __iter__(self):
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+            order = torch.randperm(self.size, generator=g).tolist()
+        else:
+            order = list(range(self.size))
+        order += order[: self.per_rank * self.world - self.size]
+        return iter([(i, self.epoch) for i in order[self.rank::self.world]])

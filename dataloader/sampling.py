@@ -1,0 +1,60 @@
+"""Where in a video the network looks: pure functions on frame counts.
+
+A position p is the 0-based index of the first frame of a sample; a sample spans `span`
+frames (1 for RGB, L for a flow stack), so the usable positions are 0 .. n - span
+(at least position 0, even for a video shorter than the span: indices are clamped).
+"""
+import numpy as np
+
+
+def usable_positions(num_frames, span):
+    return max(num_frames - span + 1, 1)
+
+
+def sample_train_positions(num_frames, num_segments, span, rng):
+    """TSN training: split the usable range into K equal segments, one random position
+    in each. A video with fewer usable positions than segments repeats positions.
+    Returns (K,) int64."""
+    usable = usable_positions(num_frames, span)
+    edges = np.floor(np.linspace(0, usable, num_segments + 1)).astype(np.int64)  # (K+1,)
+    lo = np.minimum(edges[:-1], usable - 1)
+    hi = np.maximum(edges[1:], lo + 1)  # exclusive; a segment shorter than one frame keeps lo
+    return rng.integers(lo, hi)
+
+
+def sample_test_positions(num_frames, num_positions, span):
+    """Testing: N evenly spaced positions, each at the centre of its 1/N of the usable
+    range (TSN's protocol). Returns (N,) int64; repeats positions in short videos."""
+    usable = usable_positions(num_frames, span)
+    return np.floor((np.arange(num_positions) + 0.5) * usable / num_positions).astype(np.int64)
+
+
+def stack_indices(position, span, num_frames):
+    """Frame indices of one sample: span consecutive frames from `position`, clamped to the
+    last frame of a short video. Returns (span,) int64."""
+    return np.minimum(position + np.arange(span), num_frames - 1)
+
+
+# ---------------------------------------------------------------- spatial crops
+def random_crop_box(height, width, crop, rng):
+    """Top-left corner of a random crop x crop window."""
+    return int(rng.integers(0, height - crop + 1)), int(rng.integers(0, width - crop + 1))
+
+
+def test_crop_boxes(height, width, crop, num_crops):
+    """Test-time crops as (top, left, flip) triples.
+
+    1: the centre. 3: three crops along the long side (start, centre, end), centred on the
+    short side. 10: the four corners and the centre (TSN), each also flipped.
+    """
+    cy, cx = (height - crop) // 2, (width - crop) // 2
+    if num_crops == 1:
+        return [(cy, cx, False)]
+    if num_crops == 3:
+        if width >= height:
+            return [(cy, 0, False), (cy, cx, False), (cy, width - crop, False)]
+        return [(0, cx, False), (cy, cx, False), (height - crop, cx, False)]
+    if num_crops == 10:
+        five = [(0, 0), (0, width - crop), (height - crop, 0), (height - crop, width - crop), (cy, cx)]
+        return [(y, x, False) for y, x in five] + [(y, x, True) for y, x in five]
+    raise ValueError(f"--test-crops must be 1, 3 or 10, not {num_crops}")

@@ -1,0 +1,160 @@
+"""Small shared pieces: meters, accuracy, atomic file writes, safe loading.
+
+Everything that writes a file here writes it atomically (temporary file in the same
+folder, fsync, rename), so a crash or a full disk never destroys the previous good copy.
+"""
+import csv
+import io
+import json
+import os
+import pickle
+import tempfile
+
+import numpy as np
+import torch
+
+
+class AverageMeter:
+    """Running average of a scalar (as in the PyTorch ImageNet example)."""
+
+    def __init__(self):
+        self.sum, self.count = 0.0, 0
+
+    def update(self, value, n=1):
+        self.sum += float(value) * n
+        self.count += n
+
+    @property
+    def avg(self):
+        return self.sum / max(self.count, 1)
+
+
+def topk_correct(scores, labels, ks=(1, 5)):
+    """Number of rows whose label is among the k highest scores, for each k.
+
+    scores: (N, C), labels: (N,). k larger than C counts every row as correct.
+    """
+    maxk = min(max(ks), scores.shape[1])
+    top = scores.topk(maxk, dim=1).indices  # (N, maxk)
+    hit = top.eq(labels.view(-1, 1))  # (N, maxk)
+    return [hit[:, :min(k, maxk)].any(dim=1).sum().item() for k in ks]
+
+
+def accuracy(scores, labels, ks=(1, 5)):
+    """Top-k accuracy in percent for each k."""
+    n = max(labels.shape[0], 1)
+    return [100.0 * c / n for c in topk_correct(scores, labels, ks)]
+
+
+def confusion_matrix(pred, labels, num_classes):
+    """(C, C) counts: row = true class, column = predicted class (numpy int arrays)."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(labels), np.asarray(pred)), 1)
+    return cm
+
+
+def mean_class_accuracy(pred, labels, num_classes):
+    """Mean over the classes present in `labels` of the per-class recall, in percent."""
+    cm = confusion_matrix(pred, labels, num_classes)
+    support = cm.sum(axis=1)
+    present = support > 0
+    return 100.0 * float(np.mean(np.diag(cm)[present] / support[present]))
+
+
+# ---------------------------------------------------------------- atomic writes
+def atomic_write(path, write_fn, mode="wb"):
+    """Call write_fn(file) on a temporary file next to `path`, then rename it over `path`."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_torch(obj, path):
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def save_pickle(obj, path):
+    atomic_write(path, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def save_json(obj, path):
+    atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True), mode="w")
+
+
+def save_csv(rows, columns, path):
+    """Write a list of dicts as CSV with the given column order."""
+    def write(f):
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    atomic_write(path, write, mode="w")
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------- safe loading
+# A score file holds plain containers, numbers, strings and numpy arrays. Unpickling can
+# run arbitrary code, so only the globals needed to rebuild those are allowed.
+_SAFE_GLOBALS = {
+    ("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "int", "float",
+                              "complex", "str", "bytes", "bytearray", "bool", "slice")
+} | {
+    ("__builtin__", n) for n in ("dict", "list", "tuple", "set", "frozenset", "int", "float",
+                                 "long", "str", "unicode", "bytes", "bool")
+} | {
+    ("collections", "OrderedDict"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+}
+
+
+class UnsafePickleError(ValueError):
+    pass
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in _SAFE_GLOBALS:
+            raise UnsafePickleError(
+                f"refusing to load '{module}.{name}': a score file may only contain dicts, "
+                "lists, numbers, strings and numpy arrays")
+        return super().find_class(module, name)
+
+
+def load_pickle_safe(path):
+    """Load a pickle that may only hold plain data (also Python 2 pickles)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{path}: {e}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable score pickle ({e})") from None
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """torch.load with weights_only=True: a checkpoint cannot run code when loaded."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot load as a checkpoint ({e})") from None
