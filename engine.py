@@ -266,6 +266,15 @@ def _all_reduce_sum(values, device, info):
     return t.tolist()
 
 
+def sync_buffers(model, info):
+    """Give every process rank 0's BatchNorm statistics. DDP broadcasts buffers only at
+    the start of each forward, so after the last step they differ per process; without
+    this each process would evaluate a slightly different model than the one saved."""
+    if info.enabled:
+        for buf in model.buffers():
+            dist.broadcast(buf, 0)
+
+
 def train_one_epoch(model, loader, optimizer, device, epoch, args, spec, info):
     """One pass over the training set. Returns the seed's training record row."""
     model.train()
@@ -480,6 +489,7 @@ def run(spec, args):
     for epoch in range(start_epoch, args.epochs):
         data.train_sampler.set_epoch(epoch)
         row, bad = train_one_epoch(train_model, train_loader, optimizer, device, epoch, args, spec, info)
+        sync_buffers(model, info)
         history["train"].append(row)
         evals = {}
         for name, dataset in (("val", data.val), ("test", data.test)):

@@ -146,8 +146,8 @@ def load_pickle_safe(path):
         return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{path}: {e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
-        raise ValueError(f"{path}: not a readable score pickle ({e})") from None
+    except Exception as e:  # a damaged pickle can fail in many ways inside the unpickler
+        raise ValueError(f"{path}: not a readable score pickle ({type(e).__name__}: {e})") from None
 
 
 def load_checkpoint(path, map_location="cpu"):

@@ -78,14 +78,18 @@ class ClipDataset(Dataset):
         return len(self.entries)
 
     def probe_frame_size(self):
-        """(H, W) of the first frame of the first video; every frame must match it."""
+        """(H, W) of the first readable frame of the first video; every frame must match it."""
         video = self.entries[0][0]
-        path = self.layout.frame_paths(video, self.modality)(0)
-        path = path if isinstance(path, str) else path[0]
-        img = read_frame(path, color=False)
-        if img is None:
-            raise BadFrameError(f"{path}: cannot decode the first frame of '{video}'")
-        return img.shape[:2]
+        paths_of = self.layout.frame_paths(video, self.modality)
+        for i in range(self.counts[video]):
+            path = paths_of(i)
+            img = read_frame(path if isinstance(path, str) else path[0], color=False)
+            if img is not None:
+                return img.shape[:2]
+            if self.on_bad_frame != "skip":
+                raise BadFrameError(f"{path}: cannot decode frame {i + 1} of '{video}' "
+                                    "(fix the file, or pass --on-bad-frame skip)")
+        raise BadFrameError(f"'{video}': no readable {self.modality} frame")
 
     # -- decoding ------------------------------------------------------------------
     def _read_checked(self, path, color):

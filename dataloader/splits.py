@@ -53,12 +53,11 @@ def _read_lines(path):
     return lines
 
 
-def _check_unique(entries, path):
-    seen = {}
-    for video, _ in entries:
-        if video in seen:
-            raise SplitError(f"{path}: video '{video}' is listed twice")
-        seen[video] = True
+def _add_once(seen, video, where):
+    """Record where a video was listed; a second listing is an error naming both places."""
+    if video in seen:
+        raise SplitError(f"{where}: video '{video}' is listed twice (first at {seen[video]})")
+    seen[video] = where
 
 
 def load_ucf101_split(splits_dir, split):
@@ -77,7 +76,7 @@ def load_ucf101_split(splits_dir, split):
     index = {c.lower(): i for i, c in enumerate(classes)}
 
     def parse(path, labelled):
-        entries = []
+        entries, seen = [], {}
         for lineno, line in _read_lines(path):
             parts = line.split()
             where = f"{path}:{lineno}"
@@ -95,8 +94,8 @@ def load_ucf101_split(splits_dir, split):
                 if int(parts[1]) - 1 != label:
                     raise SplitError(f"{where}: label {parts[1]} disagrees with class folder '{cls}' "
                                      f"(classInd gives {label + 1})")
+            _add_once(seen, video, where)
             entries.append((video, label))
-        _check_unique(entries, path)
         return entries
 
     train_path = os.path.join(splits_dir, f"trainlist0{split}.txt")
@@ -112,21 +111,23 @@ def load_hmdb51_split(splits_dir, split):
     if not os.path.isdir(splits_dir):
         raise SplitError(f"split folder not found: {splits_dir}")
     suffix = f"_test_split{split}.txt"
-    files = sorted(f for f in os.listdir(splits_dir) if f.endswith(suffix))
-    if not files:
+    # Labels follow the sorted class names (as mmaction2's label map), not the file names:
+    # 'climb' < 'climb_stairs' although 'climb_stairs_test...' < 'climb_test...'.
+    classes = sorted(f[: -len(suffix)] for f in os.listdir(splits_dir) if f.endswith(suffix))
+    if not classes:
         raise SplitError(f"{splits_dir}: no '*{suffix}' files (HMDB51 split lists)")
-    classes = [f[: -len(suffix)] for f in files]
-    train, test = [], []
-    for label, fname in enumerate(files):
-        path = os.path.join(splits_dir, fname)
+    files = [os.path.join(splits_dir, c + suffix) for c in classes]
+    train, test, seen = [], [], {}
+    for label, path in enumerate(files):
         for lineno, line in _read_lines(path):
             parts = line.split()
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                 raise SplitError(f"{path}:{lineno}: expected '<video>.avi <0|1|2>', got '{line}'")
+            video = video_name(parts[0])
+            _add_once(seen, video, f"{path}:{lineno}")
             if parts[1] != "0":
-                (train if parts[1] == "1" else test).append((video_name(parts[0]), label))
-    _check_unique(train + test, splits_dir)
-    return Split(classes, train, test, [os.path.join(splits_dir, f) for f in files])
+                (train if parts[1] == "1" else test).append((video, label))
+    return Split(classes, train, test, files)
 
 
 def load_split(dataset, splits_dir, split):

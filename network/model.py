@@ -20,7 +20,10 @@ def build_backbone(num_classes, in_channels=3, dropout=0.5, pretrained="none"):
         source = "ImageNet weights" if pretrained == "imagenet" else pretrained
         sd = load_imagenet_state_dict() if pretrained == "imagenet" else load_state_dict_file(pretrained)
         sd = adapt_imagenet_state_dict(sd, in_channels, source)
-        missing, unexpected = net.load_state_dict(sd, strict=False)
+        try:
+            missing, unexpected = net.load_state_dict(sd, strict=False)
+        except RuntimeError as e:  # same key names, other shapes (e.g. a ResNet50 file)
+            raise PretrainedWeightsError(f"{source}: does not match ResNet18 ({str(e).splitlines()[-1].strip()})") from None
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
             raise PretrainedWeightsError(f"{source}: does not match ResNet18 (missing {missing[:3]}, "

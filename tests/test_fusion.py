@@ -1,0 +1,392 @@
+"""Tests of fusion.py: every number is checked against an independent computation here."""
+import json
+import os
+import pickle
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import fusion  # noqa: E402
+
+BUILTIN_ROWS = ["spatial", "motion", "average", "max", "weighted 1:2", "weighted 2:1", "var[top 5]", "var"]
+
+
+# ---------------------------------------------------------------- helpers
+def write_pickle(path, obj, protocol=pickle.HIGHEST_PROTOCOL):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=protocol)
+    return str(path)
+
+
+def score_file(path, videos, scores, labels, classes, stream="spatial", consensus="mean"):
+    return write_pickle(path, {
+        "scores": {v: np.asarray(s, dtype=np.float32) for v, s in zip(videos, scores)},
+        "labels": {v: int(y) for v, y in zip(videos, labels)},
+        "classes": list(classes),
+        "meta": {"stream": stream, "consensus": consensus, "epoch": 3, "split": 1,
+                 "dataset": "ucf101", "top1": 0.0, "top5": 0.0}})
+
+
+def random_runs(seed, V=60, C=7):
+    """Videos, labels, classes and float32 spatial/motion scores at different scales,
+    so that raw and softmax fusion give different results."""
+    rng = np.random.default_rng(seed)
+    classes = [f"Class{c}" for c in range(C)]
+    labels = rng.integers(0, C, V)
+    videos = [f"{classes[y]}_g{i // 5 + 8:02d}_c{i % 5 + 1:02d}" for i, y in enumerate(labels)]
+    onehot = np.eye(C)[labels]
+    S = (4.0 * rng.normal(size=(V, C)) + 3.0 * onehot).astype(np.float32)
+    T = (1.0 * rng.normal(size=(V, C)) + 1.2 * onehot).astype(np.float32)
+    return videos, labels, classes, S, T
+
+
+def write_pair(tmp_path, seed=0, consensus="mean", **kw):
+    videos, labels, classes, S, T = random_runs(seed, **kw)
+    s = score_file(tmp_path / f"s_{consensus}.pkl", videos, S, labels, classes, "spatial", consensus)
+    m = score_file(tmp_path / f"m_{consensus}.pkl", videos, T, labels, classes, "motion", consensus)
+    return s, m, (labels, S.astype(np.float64), T.astype(np.float64))
+
+
+# Independent reference: one video at a time, plain numpy.
+def ref_softmax(v):
+    e = np.exp(v - v.max())
+    return e / e.sum()
+
+
+def ref_fuse(row, s, t):
+    if row == "spatial":
+        return s
+    if row == "motion":
+        return t
+    if row == "average":
+        return (s + t) / 2
+    if row == "max":
+        return np.array([max(a, b) for a, b in zip(s, t)])
+    if row.startswith("weighted "):
+        a, b = (float(x) for x in row.split()[1].split(":"))
+        return (a * s + b * t) / (a + b)
+    if row == "var":
+        vs, vt = np.var(s), np.var(t)
+    else:  # var[top K]
+        k = int(row[len("var[top "):-1])
+        vs, vt = np.var(sorted(s)[-k:]), np.var(sorted(t)[-k:])
+    return (vs * s + vt * t) / (vs + vt)
+
+
+def ref_metrics(fused, labels):
+    fused = [np.asarray(f) for f in fused]
+    ranks = [list(np.argsort(-f)) for f in fused]
+    top1 = 100 * np.mean([r[0] == y for r, y in zip(ranks, labels)])
+    top5 = 100 * np.mean([y in r[:5] for r, y in zip(ranks, labels)])
+    recalls = [np.mean([r[0] == c for r, y in zip(ranks, labels) if y == c]) for c in sorted(set(labels))]
+    return {"top1": top1, "top5": top5, "mean_class_acc": 100 * np.mean(recalls)}
+
+
+def reference(rows, labels, S, T, normalize="none"):
+    if normalize == "softmax":
+        S = np.array([ref_softmax(v) for v in S])
+        T = np.array([ref_softmax(v) for v in T])
+    return {row: ref_metrics([ref_fuse(row, s, t) for s, t in zip(S, T)], labels) for row in rows}
+
+
+def run_cli(capsys, *argv):
+    code = fusion.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def table_row(out, name):
+    """Cells (as strings) of the Markdown row named `name`; every such row in order."""
+    hits = [ln for ln in out.splitlines() if ln.startswith(f"| {name} |")]
+    return [[c.strip() for c in ln.strip("|").split("|")][1:] for ln in hits]
+
+
+def assert_close(got, want):
+    for row, metrics in want.items():
+        for key, value in metrics.items():
+            assert got[row][key] == pytest.approx(value, abs=1e-9), (row, key)
+
+
+# ---------------------------------------------------------------- numbers
+@pytest.mark.parametrize("normalize", ["none", "softmax"])
+def test_every_strategy_matches_reference(tmp_path, capsys, normalize):
+    s, m, (labels, S, T) = write_pair(tmp_path)
+    code, out, _ = run_cli(capsys, "--spatial", s, "--motion", m, "--normalize", normalize,
+                           "--json", tmp_path / "r.json")
+    assert code == 0
+    got = json.loads((tmp_path / "r.json").read_text())["mean"]
+    assert sorted(got) == sorted(BUILTIN_ROWS)
+    want = reference(BUILTIN_ROWS, labels, S, T, normalize)
+    assert_close(got, want)
+    for row in BUILTIN_ROWS:  # the table shows the same numbers, two decimals
+        assert table_row(out, row) == [[f"{want[row]['top1']:.2f}", f"{want[row]['top5']:.2f}"]]
+
+
+def test_normalisation_changes_the_result(tmp_path):
+    _, _, (labels, S, T) = write_pair(tmp_path)
+    raw, soft = reference(BUILTIN_ROWS, labels, S, T), reference(BUILTIN_ROWS, labels, S, T, "softmax")
+    assert raw != soft  # otherwise the test above could not tell the two apart
+    rows = fusion.table_rows()
+    assert_close(fusion.fusion_table(S, T, labels, rows, "softmax"), soft)
+
+
+def test_var_hand_worked(tmp_path, capsys):
+    # One video, 3 classes, true class 0.
+    # S = [3, 0, 0]: var = (4 + 1 + 1) / 3 = 2;  top-2 entries [3, 0]: var = 2.25
+    # T = [0, 2, 4]: var = (4 + 0 + 4) / 3 = 8/3; top-2 entries [4, 2]: var = 1
+    # var       = (2 S + 8/3 T) / (14/3) = [18, 16, 32] / 14      -> predicts class 2
+    # var[top 2] = (2.25 S + 1 T) / 3.25 = [6.75, 2, 4] / 3.25    -> predicts class 0
+    S, T = np.array([[3.0, 0, 0]]), np.array([[0.0, 2, 4]])
+    np.testing.assert_allclose(fusion.fuse_var(S, T), [[18 / 14, 16 / 14, 32 / 14]])
+    np.testing.assert_allclose(fusion.fuse_var_topk(S, T, 2), [[6.75 / 3.25, 2 / 3.25, 4 / 3.25]])
+    # Two flat vectors have zero variance: the average, not NaN.
+    flat = np.ones((1, 3))
+    np.testing.assert_allclose(fusion.fuse_var(flat, 2 * flat), [[1.5, 1.5, 1.5]])
+    np.testing.assert_allclose(fusion.softmax(np.array([[0.0, np.log(3)]])), [[0.25, 0.75]])
+
+    classes = ["A", "B", "C"]
+    s = score_file(tmp_path / "s.pkl", ["A_g01_c01"], S, [0], classes)
+    m = score_file(tmp_path / "m.pkl", ["A_g01_c01"], T, [0], classes, "motion")
+    code, out, _ = run_cli(capsys, "--spatial", s, "--motion", m, "--topk", 2)
+    assert code == 0
+    top1 = {row: table_row(out, row)[0][0] for row in
+            ["spatial", "motion", "average", "max", "weighted 1:2", "weighted 2:1", "var[top 2]", "var"]}
+    assert top1 == {"spatial": "100.00", "motion": "0.00", "average": "0.00", "max": "0.00",
+                    "weighted 1:2": "0.00", "weighted 2:1": "100.00", "var[top 2]": "100.00", "var": "0.00"}
+
+
+# ---------------------------------------------------------------- command line
+def test_cli_two_pairs_names_weights_topk(tmp_path, capsys):
+    s1, m1, (labels1, S1, T1) = write_pair(tmp_path, seed=1, consensus="mean")
+    s2, m2, (labels2, S2, T2) = write_pair(tmp_path, seed=2, consensus="var", V=50, C=9)
+    code, out, err = run_cli(capsys, "--spatial", s1, s2, "--motion", m1, m2, "--weights", "3:1",
+                             "--weights", "1:1.5", "--topk", 3, "--json", tmp_path / "r.json")
+    assert code == 0, err
+    rows = ["spatial", "motion", "average", "max", "weighted 1:2", "weighted 2:1", "var[top 3]", "var",
+            "weighted 3:1", "weighted 1:1.5"]
+    table = [ln for ln in out.splitlines() if ln.startswith("|")]
+    assert table[0] == "| strategy | mean top1 | mean top5 | var top1 | var top5 |"
+    assert [ln.split("|")[1].strip() for ln in table[2:]] == rows  # every row, exactly, in order
+    assert "var[top 5]" not in out
+    assert f"{s1} + motion {m1}: 60 videos, 7 classes" in out and "50 videos, 9 classes" in out
+    assert "normalisation: none" in out
+
+    got = json.loads((tmp_path / "r.json").read_text())
+    assert sorted(got) == ["mean", "var"]
+    for name, (labels, S, T) in [("mean", (labels1, S1, T1)), ("var", (labels2, S2, T2))]:
+        assert sorted(got[name]) == sorted(rows)
+        want = reference(rows, labels, S, T)
+        assert_close(got[name], want)
+        col = ["mean", "var"].index(name) * 2
+        for row in rows:
+            assert table_row(out, row)[0][col:col + 2] == [f"{want[row]['top1']:.2f}", f"{want[row]['top5']:.2f}"]
+
+    code, out, _ = run_cli(capsys, "--spatial", s1, s2, "--motion", m1, m2, "--names", "RGB+flow", "second")
+    assert code == 0
+    assert "| strategy | RGB+flow top1 | RGB+flow top5 | second top1 | second top5 |" in out
+    code, _, err = run_cli(capsys, "--spatial", s1, s2, "--motion", m1, m2, "--names", "only-one")
+    assert code == 2 and "--names" in err
+
+
+def test_normalize_both(tmp_path, capsys):
+    s, m, (labels, S, T) = write_pair(tmp_path)
+    code, out, _ = run_cli(capsys, "--spatial", s, "--motion", m, "--normalize", "both",
+                           "--json", tmp_path / "r.json")
+    assert code == 0
+    assert "normalisation: none" in out and "normalisation: softmax" in out
+    assert len(table_row(out, "var")) == 2  # two tables
+    got = json.loads((tmp_path / "r.json").read_text())
+    assert sorted(got) == ["mean [none]", "mean [softmax]"]
+    assert_close(got["mean [none]"], reference(BUILTIN_ROWS, labels, S, T))
+    assert_close(got["mean [softmax]"], reference(BUILTIN_ROWS, labels, S, T, "softmax"))
+
+
+def test_help_and_bad_options(capsys):
+    assert fusion.main(["--help"]) == 0
+    assert all(a.help for a in fusion.build_parser()._actions)  # every option documented
+    capsys.readouterr()
+    assert fusion.main(["--spatial", "a.pkl", "--motion", "b.pkl", "--weights", "x"]) == 2
+    assert fusion.main(["--spatial", "a.pkl", "--motion", "b.pkl", "--topk", "1"]) == 2
+
+
+# ---------------------------------------------------------------- bad input
+def _case(tmp_path, name):
+    """argv and the file the error must name, for each kind of bad input."""
+    videos, labels, classes, S, T = random_runs(0, V=20, C=6)
+    s = score_file(tmp_path / "spatial.pkl", videos, S, labels, classes)
+
+    def motion(vids=videos, scores=T, labs=labels, cls=classes):
+        return score_file(tmp_path / "motion.pkl", vids, scores, labs, cls, "motion")
+
+    bad = tmp_path / "bad.pkl"
+    if name == "different videos":
+        return [s, motion(videos[2:] + ["Extra_g01_c01"], np.vstack([T[2:], T[:1]]),
+                          list(labels[2:]) + [0])], "motion.pkl", "2 missing from the motion file"
+    if name == "class count":
+        return [s, motion(scores=np.hstack([T, T[:, :1]]), cls=classes + ["Extra"])], "motion.pkl", "7 classes"
+    if name == "class order":
+        return [s, motion(cls=classes[::-1])], "motion.pkl", "class order differs"
+    if name == "labels disagree":
+        labs = labels.copy()
+        labs[3] = (labs[3] + 1) % 6
+        return [s, motion(labs=labs)], "motion.pkl", "labels disagree"
+    if name in ("nan", "inf"):
+        T2 = T.copy()
+        T2[4, 1] = np.nan if name == "nan" else np.inf
+        return [s, motion(scores=T2)], "motion.pkl", "NaN or inf"
+    if name == "empty file":
+        bad.write_bytes(b"")
+        return [s, bad], "bad.pkl", "empty"
+    if name == "no videos":
+        write_pickle(bad, {"scores": {}, "labels": {}, "classes": [], "meta": {}})
+        return [s, bad], "bad.pkl", "no videos"
+    if name == "list pickle":
+        write_pickle(bad, [1, 2, 3])
+        return [s, bad], "bad.pkl", "not a score file"
+    if name == "text file":
+        bad.write_text("top1 85.67\n")
+        return [s, bad], "bad.pkl", "not a readable score pickle"
+    if name == "truncated":
+        bad.write_bytes(pickle.dumps({"scores": {"a": np.zeros(3)}}, protocol=2)[:40])
+        return [s, bad], "bad.pkl", "not a readable score pickle"
+    if name == "missing file":
+        return [s, tmp_path / "nope.pkl"], "nope.pkl", "no such file"
+    if name == "plain dict without splits":
+        write_pickle(bad, {v: t for v, t in zip(videos, T)}, protocol=2)
+        return [s, bad], "bad.pkl", "--splits-dir"
+    raise AssertionError(name)
+
+
+BAD_CASES = ["different videos", "class count", "class order", "labels disagree", "nan", "inf",
+             "empty file", "no videos", "list pickle", "text file", "truncated", "missing file",
+             "plain dict without splits"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_exits_2_naming_the_file(tmp_path, capsys, case):
+    (s, m), named, phrase = _case(tmp_path, case)
+    code, out, err = run_cli(capsys, "--spatial", s, "--motion", m)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("fusion.py: error: ")  # one line, no traceback
+    assert named in err and phrase in err, err
+    assert out == ""
+
+
+def test_different_videos_message_names_both_sides(tmp_path, capsys):
+    (s, m), _, _ = _case(tmp_path, "different videos")
+    _, _, err = run_cli(capsys, "--spatial", s, "--motion", m)
+    assert "spatial.pkl" in err and "1 missing from the spatial file (e.g. Extra_g01_c01)" in err
+    assert "--intersect" in err
+
+
+def test_intersect_fuses_common_videos(tmp_path, capsys):
+    videos, labels, classes, S, T = random_runs(3, V=30, C=6)
+    # The motion file lacks the last 3 videos and has 2 of its own.
+    extra = ["Other_g30_c01", "Other_g30_c02"]
+    m = score_file(tmp_path / "m.pkl", videos[:27] + extra, np.vstack([T[:27], T[:2]]),
+                   list(labels[:27]) + [0, 1], classes, "motion")
+    s = score_file(tmp_path / "s.pkl", videos, S, labels, classes)
+    code, out, err = run_cli(capsys, "--spatial", s, "--motion", m, "--intersect", "--json", tmp_path / "r.json")
+    assert code == 0, err
+    assert "27 videos" in out and "dropped 5 videos: 3 only in the spatial file, 2 only in the motion file" in out
+    got = json.loads((tmp_path / "r.json").read_text())["mean"]
+    assert_close(got, reference(BUILTIN_ROWS, labels[:27], S[:27].astype(float), T[:27].astype(float)))
+
+
+class _RunsCode:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.target}",)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_pickle_that_runs_code_is_refused(tmp_path, capsys, nested):
+    s, _, _ = write_pair(tmp_path)
+    pwned = tmp_path / "pwned"
+    evil = _RunsCode(pwned)
+    if nested:  # hidden inside an otherwise valid score file
+        evil = {"scores": {"A_g01_c01": evil}, "labels": {"A_g01_c01": 0}, "classes": ["A"], "meta": {}}
+    m = write_pickle(tmp_path / "evil.pkl", evil)
+    code, _, err = run_cli(capsys, "--spatial", s, "--motion", m)
+    assert code == 2
+    assert "evil.pkl" in err and "refus" in err and "system" in err
+    assert not pwned.exists()
+
+
+# ---------------------------------------------------------------- original-style score files
+class _Py2Pickler(pickle._Pickler):
+    """Writes what Python 2's cPickle wrote: str as 8-bit strings, numpy.core module paths."""
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _str8(self, data):
+        n = len(data)
+        self.write((pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else
+                    pickle.BINSTRING + struct.pack("<i", n)) + data)
+
+    def save_bytes(self, obj):
+        self._str8(obj)
+        self.memoize(obj)
+
+    def save_str(self, obj):
+        self._str8(obj.encode("latin1"))
+        self.memoize(obj)
+
+    def save_global(self, obj, name=None):
+        module = obj.__module__.replace("numpy._core", "numpy.core")
+        self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode())
+        self.memoize(obj)
+
+    dispatch[bytes], dispatch[str], dispatch[type] = save_bytes, save_str, save_global
+
+
+def _ucf_lists(folder):
+    folder.mkdir()
+    classes = ["Foo", "HandstandPushups", "Bar"]
+    (folder / "classInd.txt").write_bytes(b"1 Foo\r\n2 HandstandPushups\r\n3 Bar\r\n")  # CRLF
+    (folder / "trainlist01.txt").write_text(
+        "Foo/v_Foo_g08_c01.avi 1\nHandstandPushups/v_HandStandPushups_g08_c01.avi 2\nBar/v_Bar_g08_c01.avi 3\n")
+    test = [f"{c}_g{g:02d}_c{k:02d}" for c in ("Foo", "HandStandPushups", "Bar") for g in (1, 2) for k in (1, 2)]
+    (folder / "testlist01.txt").write_text("".join(f"{v.split('_')[0]}/v_{v}.avi\n" for v in test))
+    return classes, test
+
+
+@pytest.mark.parametrize("writer", ["protocol2", "python2"])
+def test_original_plain_dict_labelled_from_split_lists(tmp_path, capsys, writer):
+    classes, test = _ucf_lists(tmp_path / "lists")
+    labels = np.array([0] * 4 + [1] * 4 + [2] * 4)
+    rng = np.random.default_rng(5)
+    S = rng.normal(size=(12, 3)) + 1.5 * np.eye(3)[labels]
+    T = rng.normal(size=(12, 3)) + 1.5 * np.eye(3)[labels]
+    # The original code wrote names with the class-index spelling: matched case-insensitively.
+    names = [v.replace("HandStandPushups", "HandstandPushups") for v in test]
+    s = write_pickle(tmp_path / "spatial_orig.pkl", {v: x.astype(np.float32) for v, x in zip(names, S)}, 2)
+    m = str(tmp_path / "motion_orig.pkl")
+    with open(m, "wb") as f:
+        pickler = pickle.Pickler if writer == "protocol2" else _Py2Pickler
+        pickler(f, protocol=2).dump({v: x.astype(np.float32) for v, x in zip(names, T)})
+
+    code, _, err = run_cli(capsys, "--spatial", s, "--motion", m)
+    assert code == 2 and "--splits-dir" in err and "spatial_orig.pkl" in err
+
+    code, out, err = run_cli(capsys, "--spatial", s, "--motion", m, "--splits-dir", tmp_path / "lists",
+                             "--split", 1, "--dataset", "ucf101", "--json", tmp_path / "r.json")
+    assert code == 0, err
+    assert "12 videos, 3 classes" in out and "run 1 top1" in out
+    got = json.loads((tmp_path / "r.json").read_text())["run 1"]
+    f32 = lambda x: x.astype(np.float32).astype(np.float64)  # noqa: E731 - as stored
+    assert_close(got, reference(BUILTIN_ROWS, labels, f32(S), f32(T)))
+
+
+def test_mixed_pair_checks_classes_against_split(tmp_path, capsys):
+    classes, test = _ucf_lists(tmp_path / "lists")
+    labels = np.array([0] * 4 + [1] * 4 + [2] * 4)
+    S = np.random.default_rng(6).normal(size=(12, 3))
+    s = score_file(tmp_path / "s.pkl", test, S, labels, ["Foo", "Bar", "HandstandPushups"])
+    m = write_pickle(tmp_path / "m.pkl", {v: x for v, x in zip(test, S)}, protocol=2)
+    code, _, err = run_cli(capsys, "--spatial", s, "--motion", m, "--splits-dir", tmp_path / "lists")
+    assert code == 2 and "m.pkl" in err and "class order differs" in err
