@@ -10,6 +10,8 @@ import datetime
 import json
 import math
 import os
+import shlex
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 import utils
+from dataloader.check import check_frames
 from dataloader.datasets import ClipDataset, DataError, EpochSampler, count_frames
 from dataloader.layout import LAYOUTS, open_layout
 from dataloader.splits import DATASETS, DEFAULT_SPLITS_SUBDIR, SplitError, hold_out_groups, load_split
@@ -53,6 +56,41 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
+class StopRequested(Exception):
+    """SIGINT or SIGTERM arrived; the run stops after the current step."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class SignalFlag:
+    """Remember a first SIGINT/SIGTERM instead of dying mid-write; a second SIGINT
+    interrupts at once. The training loop polls `raise_if_set` after every step."""
+
+    def __init__(self):
+        self.signum = None
+        self.previous = {}
+
+    def install(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n==> {signal.Signals(signum).name}: stopping after the current step", file=sys.stderr, flush=True)
+
+    def raise_if_set(self):
+        if self.signum is not None:
+            raise StopRequested(self.signum)
+
+
 # ------------------------------------------------------------------------- options
 def build_parser(spec):
     p = argparse.ArgumentParser(description=spec.description,
@@ -76,6 +114,8 @@ def build_parser(spec):
     d.add_argument("--select-on-test", action="store_true",
                    help="the seed's protocol: schedule and pick model_best on the TEST split. Optimistic; the "
                         "records say so")
+    d.add_argument("--check-data", action="store_true",
+                   help="decode every frame of every listed video, print a summary, and exit without training")
     d.add_argument("--on-bad-frame", choices=("error", "skip"), default="error",
                    help="a missing/corrupt frame stops the run (error) or is replaced by the nearest readable "
                         "frame of the same video and counted (skip)")
@@ -275,7 +315,7 @@ def sync_buffers(model, info):
             dist.broadcast(buf, 0)
 
 
-def train_one_epoch(model, loader, optimizer, device, epoch, args, spec, info):
+def train_one_epoch(model, loader, optimizer, device, epoch, args, spec, info, stop=None):
     """One pass over the training set. Returns the seed's training record row."""
     model.train()
     batch_time, data_time = utils.AverageMeter(), utils.AverageMeter()
@@ -301,6 +341,8 @@ def train_one_epoch(model, loader, optimizer, device, epoch, args, spec, info):
         batch_time.update(time.perf_counter() - end)
         end = time.perf_counter()
         bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", top1=f"{100 * sums[1] / sums[3]:.1f}")
+        if stop is not None:
+            stop.raise_if_set()
     loss_sum, c1, c5, n, bad = _all_reduce_sum(sums.tolist(), device, info)
     row = {"Epoch": epoch, "Batch Time": round(batch_time.avg, 3), "Data Time": round(data_time.avg, 3),
            "Loss": round(loss_sum / n, 5), "Prec@1": round(100 * c1 / n, 4), "Prec@5": round(100 * c5 / n, 4),
@@ -424,24 +466,50 @@ def checkpoint_payload(model, optimizer, scheduler, epoch, best, history, args, 
 
 # ---------------------------------------------------------------------------- main
 def main(spec, argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(spec).parse_args(argv)
+    stop = SignalFlag()
+    stop.install()
     try:
-        return run(spec, args)
-    except (DataError, SplitError, PretrainedWeightsError, CheckpointError, TrainingDiverged,
-            FileNotFoundError, ValueError) as e:
+        return run(spec, args, stop)
+    except (DataError, SplitError, PretrainedWeightsError, CheckpointError, TrainingDiverged, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted. {args.out}/checkpoint.pth holds the last finished epoch (if any); resume with:\n"
-              f"  python {os.path.basename(sys.argv[0])} {' '.join(argv or sys.argv[1:])} "
-              f"--resume {args.out}/checkpoint.pth", file=sys.stderr)
-        return 130
+    except OSError as e:  # a missing path, or a full disk while writing (the previous file is kept)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (StopRequested, KeyboardInterrupt) as e:
+        print(resume_hint(spec, args, argv), file=sys.stderr)
+        return 128 + getattr(e, "signum", signal.SIGINT)
     finally:
+        stop.restore()
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-def run(spec, args):
+def resume_hint(spec, args, argv):
+    """What to type to continue. The last finished epoch's checkpoint is already on disk
+    (written atomically), and an epoch replays identically, so resuming from it gives the
+    same result as a run that was never stopped."""
+    ckpt = os.path.join(args.out, "checkpoint.pth")
+    if not os.path.isfile(ckpt):
+        return "==> stopped before the first epoch finished: nothing to resume, start again"
+    keep, skip = [], False
+    for a in argv:  # drop an earlier --resume
+        if skip:
+            skip = False
+            continue
+        if a == "--resume":
+            skip = True
+            continue
+        if not a.startswith("--resume="):
+            keep.append(a)
+    script = "spatial_cnn.py" if spec.name == "spatial" else "motion_cnn.py"
+    return ("==> stopped; the last finished epoch is in " + ckpt + ". Resume with:\n  python " + script + " "
+            + " ".join(shlex.quote(a) for a in keep + ["--resume", ckpt]))
+
+
+def run(spec, args, stop=None):
     check_args(args)
     info = init_distributed(args)
     device = pick_device(args.device, info)
@@ -452,6 +520,10 @@ def run(spec, args):
     torch.manual_seed(args.seed + info.rank)  # same init everywhere (DDP broadcasts rank 0's anyway)
 
     data = build_data(args, spec, info)
+    if args.check_data:
+        sets = {"train": data.train, "val": data.val, "test": data.test}
+        bad = check_frames({k: v for k, v in sets.items() if v is not None}, args.workers)
+        return 1 if bad else 0
     classes = data.classes
     model = build_model(args, spec, len(classes), device)
     identity = model_identity(args, spec, len(classes))
@@ -488,7 +560,7 @@ def run(spec, args):
 
     for epoch in range(start_epoch, args.epochs):
         data.train_sampler.set_epoch(epoch)
-        row, bad = train_one_epoch(train_model, train_loader, optimizer, device, epoch, args, spec, info)
+        row, bad = train_one_epoch(train_model, train_loader, optimizer, device, epoch, args, spec, info, stop)
         sync_buffers(model, info)
         history["train"].append(row)
         evals = {}
@@ -539,9 +611,11 @@ def update_best(best, evals, train_row, epoch, args):
 def save_epoch(model, optimizer, scheduler, epoch, best, improved, history, evals, data, args, spec, identity, device):
     """Records, checkpoint and score files of one finished epoch; each written atomically."""
     out = args.out
-    write_records(out, history)
+    # The checkpoint first: if writing it fails (full disk), the records still match the
+    # previous checkpoint, which stays intact.
     payload = checkpoint_payload(model, optimizer, scheduler, epoch, best, history, args, identity, data.classes, device)
     utils.save_torch(payload, os.path.join(out, "checkpoint.pth"))
+    write_records(out, history)
     test_row, test_scores = evals["test"]
     meta = score_meta(args, spec, epoch, test_row)
     utils.save_pickle(score_file(data.test, test_scores, data.classes, meta), os.path.join(out, "video_scores.pkl"))

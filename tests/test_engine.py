@@ -137,3 +137,25 @@ def test_diverging_loss_stops_with_epoch_and_step(data_root, tmp_path, capsys):
 def test_evaluate_requires_a_checkpoint(data_root, tmp_path, capsys):
     assert run(SPATIAL, data_root, tmp_path / "run", "--evaluate") == 2
     assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout, dataset", [("mmaction", "hmdb51"), ("mmaction", "ucf101"), ("twostream", "hmdb51")])
+def test_both_streams_train_from_other_layouts_and_hmdb51(tmp_path, layout, dataset):
+    root = tmp_path / "data"
+    generate(root, appearances=2, motions=2, videos_per_class=4, width=40, height=36, min_frames=6,
+             max_frames=9, seed=5, layout=layout, dataset=dataset, verbose=False)
+    lists = root / ("testTrainMulti_7030_splits" if dataset == "hmdb51" else "ucfTrainTestlist")
+    for spec, extra in ((SPATIAL, []), (MOTION, ["--stack", "2"])):
+        out = tmp_path / spec.name
+        argv = ["--data-root", str(root), "--out", str(out), "--dataset", dataset, *FAST, "--val-groups", "0",
+                "--epochs", "1", "--test-frames", "2", *extra]
+        assert main(spec, argv) == 0
+        f = utils.load_pickle_safe(out / "video_scores.pkl")
+        assert f["meta"]["dataset"] == dataset and len(f["classes"]) == 4
+        if dataset == "hmdb51":
+            assert f["classes"] == sorted(p.name.split("_test_split")[0] for p in lists.glob("*_test_split1.txt"))
+            expected = {line.split()[0][:-4] for p in lists.glob("*_test_split1.txt")
+                        for line in p.read_text().splitlines() if line.split()[1:] == ["2"]}
+        else:
+            expected = {line.strip().split("/v_")[1][:-4] for line in (lists / "testlist01.txt").read_text().splitlines()}
+        assert set(f["scores"]) == expected
