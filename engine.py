@@ -32,6 +32,7 @@ from dataloader.transforms import to_network_input
 from network.consensus import CONSENSUS
 from network.init import PretrainedWeightsError
 from network.model import TSN, build_backbone
+from tools import report
 
 CHECKPOINT_FORMAT = "two-stream-tsn/1"
 TRAIN_COLUMNS = ["Epoch", "Batch Time", "Data Time", "Loss", "Prec@1", "Prec@5", "lr"]
@@ -162,6 +163,10 @@ def build_parser(spec):
     r.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 autocast (default: on for CUDA, off for CPU)")
     r.add_argument("--compile", action="store_true", help="torch.compile the model")
+    r.add_argument("--no-plots", action="store_true", help="do not redraw the PNG curves after each epoch")
+    r.add_argument("--picture-dir", help="also copy each epoch's PNG curves and confusion matrix here (e.g. picture)")
+    r.add_argument("--tensorboard", action="store_true",
+                   help="also log per-epoch scalars to OUT/tensorboard (needs: pip install tensorboard)")
     r.add_argument("--dist-timeout", type=float, default=30, help="minutes before a stuck distributed job fails")
     return p
 
@@ -557,7 +562,19 @@ def run(spec, args, stop=None):
         os.makedirs(args.out, exist_ok=True)
         utils.save_json(vars(args) | {"stream": spec.name, "selection": selection_protocol(args)},
                         os.path.join(args.out, "args.json"))
+    tb = report.tensorboard_writer(args.out) if args.tensorboard and info.is_main else None
+    try:
+        train_epochs(model, train_model, train_loader, optimizer, scheduler, data, history, best, start_epoch,
+                     device, args, spec, info, identity, stop, tb)
+    finally:
+        if tb is not None:
+            tb.close()
+    return 0
 
+
+def train_epochs(model, train_model, train_loader, optimizer, scheduler, data, history, best, start_epoch,
+                 device, args, spec, info, identity, stop, tb):
+    """The epoch loop: train, evaluate, schedule, save; stop at --epochs or --min-lr."""
     for epoch in range(start_epoch, args.epochs):
         data.train_sampler.set_epoch(epoch)
         row, bad = train_one_epoch(train_model, train_loader, optimizer, device, epoch, args, spec, info, stop)
@@ -580,12 +597,23 @@ def run(spec, args, stop=None):
                 print(f"==> {bad} unreadable frames were replaced by their nearest readable neighbour (--on-bad-frame skip)")
             save_epoch(model, optimizer, scheduler, epoch, best, improved, history, evals, data, args, spec,
                        identity, device)
+            draw(args, tb, epoch, row, evals)
         lr = optimizer.param_groups[0]["lr"]
         if lr < args.min_lr:
             if info.is_main:
                 print(f"==> the learning rate {lr:g} fell below --min-lr {args.min_lr:g}: training stops")
             break
-    return 0
+
+
+def draw(args, tb, epoch, row, evals):
+    """Curves (PNG) and TensorBoard scalars of the records so far."""
+    if not args.no_plots:
+        try:
+            report.plot_run(args.out, args.picture_dir)
+        except Exception as e:  # a picture must never stop a training
+            print(f"==> warning: could not draw the curves: {e}", file=sys.stderr)
+    if tb is not None:
+        report.tensorboard_log(tb, epoch, {"train": row, **{n: evals[n][0] for n in evals}})
 
 
 def schedule_loss(evals, train_row, args):
@@ -598,13 +626,14 @@ def schedule_loss(evals, train_row, args):
 
 
 def update_best(best, evals, train_row, epoch, args):
-    """model_best follows validation top-1 (or test top-1 under --select-on-test)."""
+    """model_best follows validation top-1 (or test top-1 under --select-on-test); equal
+    top-1 goes to the lower loss, since small validation sets tie often."""
     name = "test" if args.select_on_test else "val"
     if name not in evals:
         return best, False
-    top1 = evals[name][0]["Prec@1"]
-    if best is None or top1 > best["top1"]:
-        return {"split": name, "top1": top1, "epoch": epoch}, True
+    top1, loss = evals[name][0]["Prec@1"], evals[name][0]["Loss"]
+    if best is None or (top1, -loss) > (best["top1"], -best["loss"]):
+        return {"split": name, "top1": top1, "loss": loss, "epoch": epoch}, True
     return best, False
 
 

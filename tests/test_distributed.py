@@ -12,7 +12,7 @@ from tools.make_synthetic import generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "4", "--workers", "1",
-        "--num-segments", "2", "--test-frames", "3", "--val-groups", "1", "--lr", "0.01", "--device", "cpu"]
+        "--num-segments", "2", "--test-frames", "3", "--val-groups", "1", "--lr", "0.01", "--device", "cpu", "--no-plots"]
 
 
 def test_torchrun_two_processes_scores_each_video_once(tmp_path):

@@ -14,7 +14,7 @@ from tools.make_synthetic import generate
 
 # Tiny and fast: 4 classes, 48x40 frames, 32-pixel crops, 2 segments, 3 test positions.
 FAST = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "4", "--workers", "0",
-        "--num-segments", "2", "--test-frames", "3", "--val-groups", "1", "--lr", "0.01", "--seed", "3"]
+        "--num-segments", "2", "--test-frames", "3", "--val-groups", "1", "--lr", "0.01", "--seed", "3", "--no-plots"]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,9 @@ def test_resume_reproduces_an_uninterrupted_run(data_root, tmp_path):
 
 def test_checkpoint_round_trip(data_root, tmp_path):
     out = tmp_path / "run"
-    assert run(SPATIAL, data_root, out, "--epochs", "1") == 0
+    argv = ["--data-root", data_root, "--out", str(out), *[a for a in FAST if a != "--no-plots"], "--epochs", "1"]
+    assert main(SPATIAL, argv) == 0
+    assert (out / "train_spatial_mean.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # curves drawn each epoch
     ckpt = utils.load_checkpoint(out / "checkpoint.pth")  # weights_only=True: plain types only
     from network.model import TSN, build_backbone
     model = TSN(build_backbone(len(ckpt["classes"]), 3), "mean")

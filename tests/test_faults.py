@@ -17,7 +17,7 @@ from tools.make_synthetic import generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "4", "--workers", "0",
-        "--num-segments", "2", "--test-frames", "3", "--val-groups", "1", "--lr", "0.01", "--seed", "5"]
+        "--num-segments", "2", "--test-frames", "3", "--val-groups", "1", "--lr", "0.01", "--seed", "5", "--no-plots"]
 
 
 @pytest.fixture(scope="module")

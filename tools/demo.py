@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # on a machine without internet). The real defaults (224 crops, 19 test frames...) stay
 # the CLIs' defaults.
 COMMON = ["--pretrained", "none", "--crop-size", "48", "--batch-size", "8", "--num-segments", "3",
-          "--test-frames", "5", "--val-groups", "1", "--lr", "0.01", "--min-lr", "1e-5", "--device", "cpu"]
+          "--test-frames", "5", "--val-groups", "2", "--lr", "0.01", "--min-lr", "1e-5", "--device", "cpu"]
 
 
 def sh(cmd):
@@ -38,7 +38,7 @@ def main(argv=None):
     py = sys.executable
     try:
         if not os.path.isfile(os.path.join(data, "synthetic.json")):
-            sh([py, "-m", "tools.make_synthetic", data, "--width", "64", "--height", "48"])
+            sh([py, "-m", "tools.make_synthetic", data, "--width", "64", "--height", "48", "--videos-per-class", "16"])
         run = ["--data-root", data, "--epochs", str(args.epochs), "--workers", str(args.workers), *COMMON]
         sh([py, "spatial_cnn.py", *run, "--out", os.path.join(out, "spatial")])
         sh([py, "motion_cnn.py", *run, "--stack", "5", "--out", os.path.join(out, "motion")])
