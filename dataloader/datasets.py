@@ -122,17 +122,6 @@ class ClipDataset(Dataset):
                     return chans, 1
         raise BadFrameError(f"'{video}': no readable {self.modality} frame at all (first: {bad})")
 
-    def _load_sample(self, video, paths_of, position, n):
-        """(C, H, W) uint8: one RGB frame, or span flow frames stacked u1, v1, ..., uL, vL."""
-        planes, bad = [], 0
-        for i in stack_indices(position, self.span, n):
-            chans, b = self._load_frame(video, paths_of, int(i), n)
-            planes.extend(chans)
-            bad += b
-        if self.modality == "rgb":
-            return np.ascontiguousarray(planes[0].transpose(2, 0, 1)), bad
-        return np.stack(planes), bad
-
     # -- items --------------------------------------------------------------------
     def __getitem__(self, item):
         if self.train:
@@ -152,16 +141,32 @@ class ClipDataset(Dataset):
         else:
             positions = sample_test_positions(n, self.test_frames, self.span)
             boxes = test_crop_boxes(h, w, c, self.test_crops)
-        clips, flips, bad = [], [], 0
-        for p in positions:
-            sample, b = self._load_sample(video, paths_of, int(p), n)
-            bad += b
-            for top, left, flip in boxes:
-                clips.append(sample[:, top:top + c, left:left + c])
-                flips.append(flip)
-        if self.train:
-            flips = [boxes[0][2]] * len(clips)
-        return torch.from_numpy(np.stack(clips)), torch.tensor(flips), label, index, bad
+        rgb = self.modality == "rgb"
+        nb = len(boxes)
+        # Speed: every crop is written once, straight from the decoded frame into the
+        # item's preallocated array (no per-frame stacks of whole frames, no second copy),
+        # and a frame used twice in one item (clamped stacks, repeated positions of short
+        # videos) is decoded once. Nothing is kept between items.
+        clip = np.empty((len(positions) * nb, 3 if rgb else 2 * self.span, c, c), np.uint8)
+        decoded, bad = {}, 0
+        for pi, p in enumerate(positions):
+            for k in [k for k in decoded if k < p]:  # positions are sorted: earlier frames are done
+                del decoded[k]
+            for j, i in enumerate(stack_indices(int(p), self.span, n)):
+                i = int(i)
+                if i not in decoded:
+                    decoded[i] = self._load_frame(video, paths_of, i, n)
+                chans, b = decoded[i]
+                bad += b
+                for bi, (top, left, _) in enumerate(boxes):
+                    dst = clip[pi * nb + bi]
+                    if rgb:  # (h, w, 3) RGB view -> (3, c, c): one strided copy
+                        dst[...] = chans[0][top:top + c, left:left + c].transpose(2, 0, 1)
+                    else:    # channels u_j, v_j at 2j, 2j + 1
+                        dst[2 * j] = chans[0][top:top + c, left:left + c]
+                        dst[2 * j + 1] = chans[1][top:top + c, left:left + c]
+        flips = [flip for _ in positions for _, _, flip in boxes]
+        return torch.from_numpy(clip), torch.tensor(flips, dtype=torch.bool), label, index, bad
 
 
 class EpochSampler(torch.utils.data.Sampler):

@@ -19,21 +19,25 @@ def flip_horizontal(x, flip, modality):
     """
     if not bool(flip.any()):
         return x
-    mirrored = x.flip(-1)
+    sel = flip.nonzero(as_tuple=True)  # only the flipped samples are touched
+    mirrored = x[sel].flip(-1)  # (n, C, H, W), a copy
     if modality == "flow":
-        mirrored = mirrored.clone()
-        mirrored[..., 0::2, :, :] = 255 - mirrored[..., 0::2, :, :]
-    return torch.where(flip[..., None, None, None], mirrored, x)
+        mirrored[:, 0::2] = 255 - mirrored[:, 0::2]
+    x = x.clone()
+    x[sel] = mirrored
+    return x
 
 
 def normalize(x, modality, dtype=torch.float32):
-    """uint8 (..., C, H, W) -> float, zero-centred."""
-    x = x.to(dtype).div_(255)
+    """uint8 (..., C, H, W) -> float, zero-centred: one conversion and one fused
+    multiply-add, (x / 255 - mean) / std = x * scale + shift."""
     if modality == "rgb":
         mean = torch.tensor(RGB_MEAN, dtype=dtype, device=x.device).view(3, 1, 1)
         std = torch.tensor(RGB_STD, dtype=dtype, device=x.device).view(3, 1, 1)
-        return x.sub_(mean).div_(std)
-    return x.sub_(FLOW_MEAN).div_(FLOW_STD)
+    else:
+        mean = torch.tensor(FLOW_MEAN, dtype=dtype, device=x.device)
+        std = torch.tensor(FLOW_STD, dtype=dtype, device=x.device)
+    return torch.addcmul(-mean / std, x.to(dtype), 1 / (255 * std))
 
 
 def to_network_input(x, flip, modality):

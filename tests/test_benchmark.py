@@ -1,0 +1,136 @@
+"""Tests of tools/benchmark.py: it runs in CI size and reports every figure, and its
+classic baseline feeds the network the same tensors as the project's pipeline."""
+import json
+import math
+
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+import engine
+from dataloader.datasets import ClipDataset, count_frames
+from dataloader.layout import open_layout
+from dataloader.splits import load_split
+from dataloader.transforms import FLOW_STD, RGB_STD, flip_horizontal, normalize
+from tools import benchmark
+from tools.make_synthetic import generate
+
+# The two paths decode the same JPEGs with different libraries (OpenCV vs Pillow). Both
+# bundle libjpeg-turbo here and agree exactly, but other builds (libjpeg 9, other IDCT or
+# chroma-upsampling choices) may differ by a grey level or two. The tolerance is 3 levels of
+# the stored byte, in network units (after / 255 and / std): far below what a real mistake
+# makes (a forgotten u inversion moves moving pixels by ~60 levels, a rotated flow stack or
+# BGR order by tens of levels), as the sabotage checks below show.
+LEVELS = 3
+TOL = {"rgb": LEVELS / 255 / min(RGB_STD), "flow": LEVELS / 255 / FLOW_STD}
+
+CI = ["--synthetic", "--frame-width", "64", "--frame-height", "48", "--crop-size", "32",
+      "--synthetic-videos", "3", "--synthetic-frames", "8", "12", "--batch-size", "2", "--num-segments", "2",
+      "--stack", "3", "--batches", "2", "--warmup", "1", "--step-batches", "1", "--train-batches", "1",
+      "--eval-videos", "2", "--test-batch-size", "2", "--test-frames", "2", "--device", "cpu", "--threads", "1"]
+
+KEYS = ["pipeline_samples_per_s", "classic_samples_per_s", "speedup", "step_samples_per_s",
+        "train_samples_per_s", "data_wait_fraction", "eval_videos_per_s", "projected_epoch_s",
+        "projected_test_s", "pipeline_uint8_samples_per_s"]
+ROWS = ["data pipeline", "loader only", "classic baseline", "speedup", "model step", "end-to-end training",
+        "evaluation", "train epoch", "test pass"]
+
+
+@pytest.mark.parametrize("stream, workers", [("motion", "1"), ("spatial", "0")])
+def test_ci_sized_run_reports_every_figure(stream, workers, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert benchmark.main(CI + ["--stream", stream, "--workers", workers, "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])  # the JSON line comes last
+    assert json.loads(out.read_text()) == result
+    for key in KEYS:
+        assert isinstance(result[key], float) and math.isfinite(result[key]), key
+        if key != "data_wait_fraction":
+            assert result[key] > 0, key
+    assert 0 <= result["data_wait_fraction"] <= 1
+    assert result["speedup"] == pytest.approx(result["pipeline_samples_per_s"] / result["classic_samples_per_s"])
+    assert result["projected_epoch_s"] == pytest.approx(9537 / result["train_samples_per_s"])
+    assert result["projected_test_s"] == pytest.approx(3783 / result["eval_videos_per_s"])
+    assert (result["device"], result["stream"], result["workers"], result["batch_size"]) == \
+        ("cpu", stream, int(workers), 2)
+    assert (result["crop_size"], result["frame_size"]) == (32, "64x48")
+    table = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| measurement")]
+    assert len(table) == len(ROWS)
+    for row, word in zip(table, ROWS):
+        assert word in row
+
+
+def test_every_option_has_help():
+    for action in benchmark.build_parser()._actions:
+        assert action.help, action.option_strings
+
+
+def test_bad_options_are_refused(capsys):
+    assert benchmark.main(["--batches", "0"]) == 2
+    assert "--batches" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ pipeline == classic baseline
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench") / "data"
+    # motions=3 adds Side (horizontal motion): its u values are far from 127.5, so a
+    # forgotten u inversion shows.
+    generate(root, appearances=3, motions=3, videos_per_class=2, width=64, height=48,
+             min_frames=8, max_frames=14, seed=2, verbose=False)
+    split = load_split("ucf101", str(root / "ucfTrainTestlist"), 1)
+    return split.train, open_layout("auto", str(root))
+
+
+def both_paths(data, modality, stack=4, crop=32, segments=3, seed=5, count=12):
+    """Network input of the same items through the project's pipeline (ClipDataset, default
+    collate, engine._to_device) and through the classic baseline. Also returns the uint8 batch."""
+    entries, layout = data
+    counts = count_frames(entries, layout, modality)
+    ours = ClipDataset(entries, counts, layout, modality, stack=stack, crop_size=crop, train=True,
+                       num_segments=segments, seed=seed)
+    old = benchmark.ClassicClipDataset(entries, counts, layout, modality, frame_size=ours.frame_size,
+                                       stack=stack, crop_size=crop, num_segments=segments, seed=seed)
+    items = benchmark.training_items(len(ours), seed, count)
+    batch = default_collate([ours[i] for i in items])
+    x, label = engine._to_device(batch, torch.device("cpu"), modality)
+    classic = default_collate([old[i] for i in items])
+    assert torch.equal(label, classic[1]) and torch.equal(batch[3], classic[2])
+    assert batch[1].any() and not batch[1].all(), "the items must include flipped and unflipped videos"
+    return x, classic[0], batch, old
+
+
+def max_diff(a, b):
+    assert a.shape == b.shape and a.dtype == b.dtype == torch.float32
+    return (a - b).abs().max().item()
+
+
+def test_rgb_batches_match_the_classic_baseline(data):
+    x, classic, batch, _ = both_paths(data, "rgb")
+    assert x.shape == (12, 3, 3, 32, 32)
+    assert max_diff(x, classic) <= TOL["rgb"]
+    assert (x - classic).abs().mean().item() <= TOL["rgb"] / LEVELS / 2  # at most half a level on average
+    # The comparison would catch: BGR order, a missing flip, a missing normalisation.
+    assert max_diff(x.flip(2), classic) > 5 * TOL["rgb"]
+    assert max_diff(normalize(batch[0], "rgb"), classic) > 5 * TOL["rgb"]
+    assert max_diff(batch[0].float() / 255, classic) > 5 * TOL["rgb"]
+
+
+def test_flow_batches_match_the_classic_baseline(data, monkeypatch):
+    x, classic, batch, old = both_paths(data, "flow")
+    assert x.shape == (12, 3, 8, 32, 32)  # stack 4: u1 v1 u2 v2 u3 v3 u4 v4
+    assert max_diff(x, classic) <= TOL["flow"]
+    assert (x - classic).abs().mean().item() <= TOL["flow"] / LEVELS / 2
+
+    # The comparison would catch a flip that forgets to invert u, in either path:
+    clip, flip = batch[0], batch[1]
+    no_inversion = normalize(flip_horizontal(clip, flip, "rgb"), "flow")  # mirror only
+    assert max_diff(no_inversion, classic) > 10 * TOL["flow"]
+    monkeypatch.setattr(old, "INVERT_U", False)
+    items = benchmark.training_items(len(old), 5, 12)
+    classic_wrong = default_collate([old[i] for i in items])[0]
+    assert max_diff(x, classic_wrong) > 10 * TOL["flow"]
+    # ... or another channel order: the seed's rotated pairs (first pair last), u/v swapped.
+    assert max_diff(x.roll(-2, dims=2), classic) > 5 * TOL["flow"]
+    swapped = x.view(12, 3, 4, 2, 32, 32).flip(3).reshape(x.shape)
+    assert max_diff(swapped, classic) > 5 * TOL["flow"]

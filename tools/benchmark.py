@@ -1,0 +1,568 @@
+"""Input-pipeline and training-throughput benchmark, side by side in one run.
+
+    python -m tools.benchmark --stream motion --device cpu            # synthetic 340x256 set
+    python -m tools.benchmark --data-root data/ucf101 --stream spatial --device cuda --workers 16 --batch-size 64
+
+Measures, on the same videos and the same sample positions / crops / flips:
+
+1. pipeline  the project's data pipeline alone: ClipDataset + engine.make_loader + the
+             device-side flip/normalise (engine._to_device -> to_network_input); also the
+             same loader without the flip/normalise (uint8 batches: what the CPU must
+             deliver when the flip/normalise runs on a GPU);
+2. classic   a BASELINE written the way the original two-stream code loaded data (one PIL
+             Image.open per frame, per-frame torchvision transforms in float, per-frame
+             torch.cat for the flow stack, default collate), same workers, same items;
+3. step      the model step alone (forward + backward + SGD step) on a batch already on the
+             device, with the engine's AMP / channels_last choices;
+4. train     end-to-end training with engine.train_one_epoch over the real loader, and the
+             fraction of the wall time spent waiting for the next batch;
+5. eval      video-level evaluation with engine.evaluate and the default test protocol;
+6. projected UCF101 split-1 train-epoch (9537 videos) and test-pass (3783 videos) times.
+
+A "sample" is one training video item (K segments). Rates exclude warm-up batches (worker
+start-up, first decodes, cuDNN autotuning). Prints a Markdown table, then one JSON line.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision import transforms
+
+import engine
+from dataloader.datasets import ClipDataset, EpochSampler, count_frames
+from dataloader.layout import LAYOUTS, open_layout
+from dataloader.sampling import random_crop_box, sample_train_positions, stack_indices
+from dataloader.splits import DATASETS, DEFAULT_SPLITS_SUBDIR, load_split
+from dataloader.transforms import FLOW_MEAN, FLOW_STD, RGB_MEAN, RGB_STD
+
+UCF101_TRAIN_VIDEOS, UCF101_TEST_VIDEOS = 9537, 3783  # split 1
+
+
+# ------------------------------------------------------------------- the baseline
+class ClassicClipDataset(Dataset):
+    """BASELINE ONLY - not used for training. Training items loaded the way the original
+    two-stream code did: one PIL `Image.open` per frame, per-frame torchvision transforms
+    (crop, flip, ToTensor, Normalize) in float, the flow stack built by per-frame torch.cat,
+    float items through the default collate.
+
+    It draws the same positions, crop and flip as ClipDataset for an (index, epoch) item
+    (same generator, same calls in the same order), and applies what the project applies
+    (flow u -> 255 - u when mirrored, channel order u1, v1, ..., uL, vL, the same
+    normalisation), so its output is the project's network input, computed the old way.
+    Item: (clip float32 (K, C, crop, crop), label, index).
+    """
+
+    INVERT_U = True  # the tests switch it off to show that the comparison catches a missing inversion
+
+    def __init__(self, entries, counts, layout, modality, *, frame_size, stack=10, crop_size=224,
+                 num_segments=3, seed=0):
+        self.entries, self.counts, self.layout, self.modality = entries, counts, layout, modality
+        self.span = stack if modality == "flow" else 1
+        self.crop, self.num_segments, self.seed = crop_size, num_segments, seed
+        self.frame_size = tuple(frame_size)
+        if modality == "rgb":
+            self.normalize = transforms.Normalize(RGB_MEAN, RGB_STD)
+        else:
+            self.normalize = transforms.Normalize([FLOW_MEAN], [FLOW_STD])
+
+    def __len__(self):
+        return len(self.entries)
+
+    def __getitem__(self, item):
+        index, epoch = item
+        rng = np.random.default_rng([self.seed, epoch, index])  # as ClipDataset
+        video, label = self.entries[index]
+        n = self.counts[video]
+        paths_of = self.layout.frame_paths(video, self.modality)
+        h, w = self.frame_size
+        c = self.crop
+        positions = sample_train_positions(n, self.num_segments, self.span, rng)
+        top, left = random_crop_box(h, w, c, rng)
+        flip = bool(rng.random() < 0.5)
+        ops = [transforms.Lambda(lambda im: TF.crop(im, top, left, c, c))]
+        if flip:
+            ops.append(transforms.RandomHorizontalFlip(p=1.0))
+        ops.append(transforms.ToTensor())
+        per_frame = transforms.Compose(ops)
+        segments = []
+        for p in positions:
+            if self.modality == "rgb":
+                with Image.open(paths_of(int(p))) as im:
+                    segments.append(self.normalize(per_frame(im.convert("RGB"))))
+                continue
+            stack = None
+            for i in stack_indices(int(p), self.span, n):
+                u_path, v_path = paths_of(int(i))
+                with Image.open(u_path) as im:
+                    u = per_frame(im.convert("L"))
+                with Image.open(v_path) as im:
+                    v = per_frame(im.convert("L"))
+                if flip and self.INVERT_U:
+                    u = 1.0 - u  # a mirrored flow field points the other way horizontally
+                uv = torch.cat([self.normalize(u), self.normalize(v)])
+                stack = uv if stack is None else torch.cat([stack, uv])
+            segments.append(stack)
+        return torch.stack(segments), label, index
+
+
+# ---------------------------------------------------------------------- helpers
+class ItemSampler(Sampler):
+    """Yields a given list of (index, epoch) items; the list can be swapped between passes
+    of a loader with persistent workers (warm-up pass, then the timed pass)."""
+
+    def __init__(self, items=()):
+        self.items = list(items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self):
+        return len(self.items)
+
+
+class WaitTimer:
+    """Wraps a loader; adds up the time spent waiting in next(), i.e. waiting for data."""
+
+    def __init__(self, loader):
+        self.loader, self.wait = loader, 0.0
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        it = iter(self.loader)
+        while True:
+            t = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                self.wait += time.perf_counter() - t
+                return
+            self.wait += time.perf_counter() - t
+            yield batch
+
+
+class QuietInfo(engine.DistInfo):
+    """A single process that shows no progress bars."""
+
+    @property
+    def is_main(self):
+        return False
+
+
+def training_items(size, seed, count):
+    """The first `count` (index, epoch) items of the training order, epoch after epoch."""
+    items, epoch = [], 0
+    sampler = EpochSampler(size, seed)
+    while len(items) < count:
+        sampler.set_epoch(epoch)
+        items.extend(sampler)
+        epoch += 1
+    return items[:count]
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def release(loader):
+    """Stop a loader's persistent workers now (they would otherwise hold CPU memory and
+    compete with the next measurement until garbage-collected)."""
+    it = getattr(loader, "_iterator", None)
+    if it is not None and hasattr(it, "_shutdown_workers"):
+        it._shutdown_workers()
+    loader._iterator = None
+
+
+def time_loader(loader, sampler, warm_items, timed_items, consume, device, on_start=None):
+    """Samples/s of one timed pass over `timed_items`, after a full warm-up pass through
+    the same (persistent) workers. The timed pass starts with empty queues, so its time
+    includes filling the pipeline (conservative)."""
+    sampler.items = warm_items
+    for batch in loader:
+        consume(batch)
+    synchronize(device)
+    sampler.items = timed_items
+    if on_start:
+        on_start()
+    start, n = time.perf_counter(), 0
+    for batch in loader:
+        n += consume(batch).shape[0]
+    synchronize(device)
+    return n, time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------- options
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m tools.benchmark",
+        description="Benchmark the data pipeline against a classic PIL/torchvision baseline, the model "
+                    "step, end-to-end training and evaluation; project UCF101 epoch times.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--data-root", help="frames and split lists as for training; unset: a synthetic set is "
+                   "generated (see --synthetic)")
+    d.add_argument("--synthetic", action="store_true",
+                   help="generate a synthetic set in a temporary folder (the default when --data-root is missing)")
+    d.add_argument("--frame-width", type=int, default=340, help="synthetic frame width (UCF101 dumps: 340)")
+    d.add_argument("--frame-height", type=int, default=256, help="synthetic frame height (UCF101 dumps: 256)")
+    d.add_argument("--synthetic-videos", type=int, default=10, help="synthetic videos per class (6 classes)")
+    d.add_argument("--synthetic-frames", type=int, nargs=2, default=(24, 48), metavar=("MIN", "MAX"),
+                   help="synthetic RGB frames per video")
+    d.add_argument("--keep-data", action="store_true", help="keep the generated synthetic set (its path goes into the JSON as synthetic_data)")
+    d.add_argument("--dataset", choices=DATASETS, default="ucf101", help="which split lists to read")
+    d.add_argument("--splits-dir", help="split-list folder; unset: the standard one under the data root")
+    d.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="official split number")
+    d.add_argument("--layout", choices=LAYOUTS, default="auto", help="frame layout")
+
+    s = p.add_argument_group("what to run")
+    s.add_argument("--stream", choices=("spatial", "motion"), default="spatial", help="which stream's data and model")
+    s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
+    s.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="data-loading processes (the same for the pipeline and the baseline)")
+    s.add_argument("--batch-size", type=int, default=8, help="training videos per batch")
+    s.add_argument("--crop-size", type=int, default=224, help="square crop fed to the network")
+    s.add_argument("--num-segments", type=int, default=3, help="TSN segments K per training video")
+    s.add_argument("--stack", type=int, default=10, help="flow frames L per position (motion: 2L channels)")
+    s.add_argument("--batches", type=int, default=20,
+                   help="timed batches for the data pipeline and for the baseline (each repeat)")
+    s.add_argument("--repeats", type=int, default=1,
+                   help="time pipeline and baseline this many times, alternating; the median rate counts "
+                        "(steadier on a busy machine)")
+    s.add_argument("--warmup", type=int, default=2, help="warm-up batches before each timing, not counted")
+    s.add_argument("--step-batches", type=int, default=10, help="timed model steps on one device-resident batch")
+    s.add_argument("--train-batches", type=int, default=10, help="timed end-to-end training batches")
+    s.add_argument("--eval-videos", type=int, default=16,
+                   help="videos for the evaluation rate, spread over the test list then the training list "
+                        "(a small set has few test videos). One engine.evaluate call, worker start-up included")
+    s.add_argument("--test-batch-size", type=int, default=8, help="videos per evaluation batch (engine default)")
+    s.add_argument("--test-frames", type=int, default=19, help="test positions per video (the default protocol)")
+    s.add_argument("--test-crops", type=int, default=1, choices=(1, 3, 10), help="crops per test position")
+    s.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast (default: as the engine, on for CUDA with bf16, off for CPU)")
+    s.add_argument("--threads", type=int,
+                   help="intra-op threads of this process (torch.set_num_threads) during the run; default: "
+                        "PyTorch's default, as the training scripts. On a CPU-only machine whose cores the "
+                        "workers already fill, 1 avoids oversubscription")
+    s.add_argument("--seed", type=int, default=0, help="seed for the items, crops, flips and the model")
+    s.add_argument("--json", metavar="PATH", help="also write the JSON line to PATH")
+    return p
+
+
+def check_options(args):
+    for name in ("batch_size", "crop_size", "num_segments", "stack", "batches", "repeats", "warmup",
+                 "step_batches", "train_batches", "eval_videos", "test_batch_size", "test_frames"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.workers < 0:
+        raise ValueError("--workers must be 0 or more")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError("--threads must be at least 1")
+
+
+# ------------------------------------------------------------------------- data
+def uses_synthetic(args):
+    return args.synthetic or not args.data_root
+
+
+def prepare_data(args):
+    """The data root: --data-root, or a synthetic set generated in a temporary folder."""
+    if not uses_synthetic(args):
+        return args.data_root
+    from tools.make_synthetic import generate
+    root = tempfile.mkdtemp(prefix="benchmark-synthetic-")
+    lo, hi = args.synthetic_frames
+    generate(root, appearances=3, motions=2, videos_per_class=args.synthetic_videos, width=args.frame_width,
+             height=args.frame_height, min_frames=lo, max_frames=hi, seed=args.seed, verbose=False)
+    return root
+
+
+def build_sets(args, root, modality):
+    splits_dir = args.splits_dir or os.path.join(root, DEFAULT_SPLITS_SUBDIR[args.dataset])
+    split = load_split(args.dataset, splits_dir, args.split)
+    layout = open_layout(args.layout, root)
+    # Spread over the test list, then the training list if more videos are asked for than
+    # a small set has test videos (the rate depends on the protocol, not on the split).
+    pool = split.test + split.train
+    step = max(1, len(pool) // args.eval_videos)
+    test_entries = pool[::step][:args.eval_videos]
+    counts = count_frames(split.train + test_entries, layout, modality)
+    common = dict(stack=args.stack, crop_size=args.crop_size, num_segments=args.num_segments,
+                  test_frames=args.test_frames, test_crops=args.test_crops, seed=args.seed)
+    train = ClipDataset(split.train, counts, layout, modality, train=True, **common)
+    test = ClipDataset(test_entries, counts, layout, modality, train=False, frame_size=train.frame_size, **common)
+    classic = ClassicClipDataset(split.train, counts, layout, modality, frame_size=train.frame_size,
+                                 stack=args.stack, crop_size=args.crop_size, num_segments=args.num_segments,
+                                 seed=args.seed)
+    return split.classes, train, test, classic
+
+
+def engine_args(args, device):
+    amp = args.amp
+    if amp is None:
+        amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return argparse.Namespace(
+        workers=args.workers, seed=args.seed, amp=amp, stack=args.stack, dropout=0.5, pretrained="none",
+        consensus="mean", partial_bn=False, resume=None, compile=False, test_batch_size=args.test_batch_size,
+        out="(benchmark: nothing is written)")
+
+
+def stream_spec(stream):
+    if stream == "spatial":
+        from spatial_cnn import SPATIAL
+        return SPATIAL
+    from motion_cnn import MOTION
+    return MOTION
+
+
+# ------------------------------------------------------------------- measurements
+def measure_loaders(args, train, classic, eargs, device, modality):
+    """{pipeline, uint8 (the same loader without flip/normalise), classic: samples/s;
+    transform: share of the pipeline's time spent in _to_device in this process; prefetch:
+    the loader's prefetch factor; batch: a batch on the device for the model step}."""
+    b = args.batch_size
+    warm_n, timed_n = args.warmup * b, args.batches * b
+    items = training_items(len(train), args.seed, (warm_n + timed_n) * args.repeats)
+    pipe_sampler, classic_sampler = ItemSampler(), ItemSampler()
+    pipe = engine.make_loader(train, b, eargs, device, sampler=pipe_sampler, persistent=True)
+    old = DataLoader(classic, batch_size=b, sampler=classic_sampler, num_workers=args.workers,
+                     pin_memory=pipe.pin_memory, persistent_workers=args.workers > 0,
+                     prefetch_factor=pipe.prefetch_factor if args.workers > 0 else None)
+    kept = {"transform_s": 0.0, "prefetch": pipe.prefetch_factor or 0}
+
+    def pipe_consume(batch):
+        t = time.perf_counter()
+        x, y = engine._to_device(batch, device, modality)
+        kept["batch"] = (x, y)
+        kept["transform_s"] += time.perf_counter() - t
+        return x
+
+    def touch(x):
+        if device.type == "cpu":
+            # A batch arrives as shared memory not yet mapped into this process; the network
+            # would fault its pages in when reading it. Touch one value per 4 KiB page so that
+            # the batch is as resident as the pipeline's output (which to_network_input wrote).
+            x.view(-1)[::4096 // x.element_size()].sum()
+        return x
+
+    def uint8_consume(batch):  # the loader alone: uint8 clips on the device, no flip/normalise
+        batch[1].to(device, non_blocking=True)
+        return touch(batch[0].to(device, non_blocking=True))
+
+    def classic_consume(batch):
+        batch[1].to(device, non_blocking=True)
+        return touch(batch[0].to(device, non_blocking=True))
+
+    rates = {"pipeline": [], "uint8": [], "classic": [], "transform": []}
+    try:
+        for r in range(args.repeats):  # alternate, so that a change of machine load hits both
+            chunk = items[r * (warm_n + timed_n):(r + 1) * (warm_n + timed_n)]
+            warm, timed = chunk[:warm_n], chunk[warm_n:]
+            n, wall = time_loader(pipe, pipe_sampler, warm, timed, pipe_consume, device,
+                                  on_start=lambda: kept.update(transform_s=0.0))
+            rates["pipeline"].append(n / wall)
+            rates["transform"].append(kept["transform_s"] / wall)
+            n, wall = time_loader(pipe, pipe_sampler, warm, timed, uint8_consume, device)
+            rates["uint8"].append(n / wall)
+            n, wall = time_loader(old, classic_sampler, warm, timed, classic_consume, device)
+            rates["classic"].append(n / wall)
+    finally:
+        release(pipe)
+        release(old)
+    result = {k: statistics.median(v) for k, v in rates.items()}
+    return result | {"prefetch": kept["prefetch"], "batch": kept["batch"]}
+
+
+def train_step(model, optimizer, x, y, device, amp):
+    with engine._autocast(device, amp):
+        out = model(x)
+    loss = F.cross_entropy(out.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()  # as train_one_epoch: one host sync per step
+
+
+def measure_step(model, optimizer, batch, device, args, eargs):
+    x, y = batch
+    model.train()
+    for _ in range(args.warmup):
+        train_step(model, optimizer, x, y, device, eargs.amp)
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(args.step_batches):
+        train_step(model, optimizer, x, y, device, eargs.amp)
+    synchronize(device)
+    return args.step_batches * x.shape[0] / (time.perf_counter() - start)
+
+
+def measure_train(model, optimizer, train, device, args, eargs, spec):
+    """(samples/s, fraction of the wall time spent waiting for data) of engine.train_one_epoch."""
+    b = args.batch_size
+    offset = (args.warmup + args.batches) * b * args.repeats  # items the loader timing did not use
+    items = training_items(len(train), args.seed, offset + (args.warmup + args.train_batches) * b)[offset:]
+    sampler = ItemSampler(items[:args.warmup * b])
+    loader = engine.make_loader(train, b, eargs, device, sampler=sampler, persistent=True)
+    info = QuietInfo()
+    try:
+        engine.train_one_epoch(model, loader, optimizer, device, 0, eargs, spec, info)  # warm-up
+        synchronize(device)
+        sampler.items = items[args.warmup * b:]
+        timed = WaitTimer(loader)
+        start = time.perf_counter()
+        engine.train_one_epoch(model, timed, optimizer, device, 1, eargs, spec, info)
+        synchronize(device)
+        wall = time.perf_counter() - start
+    finally:
+        release(loader)
+    return len(sampler.items) / wall, timed.wait / wall
+
+
+def measure_eval(model, test, device, eargs, spec):
+    """Videos/s of engine.evaluate (its own short-lived loader, worker start-up included),
+    after a warm-up evaluation of one batch of videos."""
+    info = QuietInfo()
+    warm = ClipDataset(test.entries[:eargs.test_batch_size], test.counts, test.layout, test.modality,
+                       stack=test.span, crop_size=test.crop, train=False, test_frames=test.test_frames,
+                       test_crops=test.test_crops, frame_size=test.frame_size)
+    engine.evaluate(model, warm, device, eargs, spec, info, "warm-up")
+    synchronize(device)
+    start = time.perf_counter()
+    engine.evaluate(model, test, device, eargs, spec, info, "benchmark")
+    synchronize(device)
+    return len(test) / (time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------ report
+def markdown(r):
+    k = r["num_segments"]
+    rows = [
+        ("data pipeline (ClipDataset + make_loader + to_network_input)", f"{r['pipeline_samples_per_s']:.1f}",
+         "samples/s", f"{r['workers']} workers; flip/normalise on {r['device']} took "
+         f"{100 * r['pipeline_transform_fraction']:.0f}% of the time"),
+        ("data pipeline, loader only (uint8 batches, no flip/normalise)",
+         f"{r['pipeline_uint8_samples_per_s']:.1f}", "samples/s",
+         f"{r['pipeline_uint8_samples_per_s'] / r['classic_samples_per_s']:.2f}x the baseline"),
+        ("classic baseline (PIL per frame, float transforms, default collate)",
+         f"{r['classic_samples_per_s']:.1f}", "samples/s", "same workers, videos, positions, crops, flips"),
+        ("speedup (pipeline / classic)", f"{r['speedup']:.2f}", "x", ""),
+        ("model step alone (forward + backward, data on the device)", f"{r['step_samples_per_s']:.1f}",
+         "samples/s", f"{r['step_samples_per_s'] * k:.0f} images/s; amp={r['amp']}"),
+        ("end-to-end training (engine.train_one_epoch)", f"{r['train_samples_per_s']:.1f}", "samples/s",
+         f"waiting for data {100 * r['data_wait_fraction']:.1f}% of the wall time"),
+        ("video-level evaluation (engine.evaluate)", f"{r['eval_videos_per_s']:.2f}", "videos/s",
+         f"{r['test_frames']} positions x {r['test_crops']} crop(s) per video"),
+        ("projected UCF101 split-1 train epoch", f"{r['projected_epoch_s']:.0f}", "s",
+         f"{UCF101_TRAIN_VIDEOS} videos = {r['projected_epoch_s'] / 60:.1f} min"),
+        ("projected UCF101 split-1 test pass", f"{r['projected_test_s']:.0f}", "s",
+         f"{UCF101_TEST_VIDEOS} videos = {r['projected_test_s'] / 60:.1f} min"),
+    ]
+    head = (f"{r['stream']} stream, {r['device']}, {r['workers']} workers, batch {r['batch_size']} x "
+            f"{k} segments, crop {r['crop_size']}, frames {r['frame_size']}")
+    lines = [f"**{head}**", "", "| measurement | value | unit | notes |", "|---|---:|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def run(args):
+    check_options(args)
+    device = engine.pick_device(args.device, engine.DistInfo())
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the engine
+    spec = stream_spec(args.stream)
+    modality = spec.modality
+    eargs = engine_args(args, device)
+    root = prepare_data(args)
+    try:
+        classes, train, test, classic = build_sets(args, root, modality)
+        loaders = measure_loaders(args, train, classic, eargs, device, modality)
+        pipe_rate, classic_rate, batch = loaders.pop("pipeline"), loaders.pop("classic"), loaders.pop("batch")
+
+        torch.manual_seed(args.seed)
+        model = engine.build_model(eargs, spec, len(classes), device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, weight_decay=5e-4)
+        step_rate = measure_step(model, optimizer, batch, device, args, eargs)
+        del batch
+        train_rate, wait = measure_train(model, optimizer, train, device, args, eargs, spec)
+        eval_rate = measure_eval(model, test, device, eargs, spec)
+    finally:
+        if uses_synthetic(args) and not args.keep_data:
+            shutil.rmtree(root, ignore_errors=True)
+    h, w = train.frame_size
+    channels = 3 if modality == "rgb" else 2 * args.stack
+    batch_mb = args.batch_size * args.num_segments * channels * args.crop_size ** 2 / 2 ** 20
+    result = {
+        "pipeline_samples_per_s": pipe_rate,
+        "classic_samples_per_s": classic_rate,
+        "speedup": pipe_rate / classic_rate,
+        # the same loader without the flip/normalise (uint8 batches on the device)
+        "pipeline_uint8_samples_per_s": loaders["uint8"],
+        # share of the pipeline's timed pass spent in this process on flip/normalise (_to_device)
+        "pipeline_transform_fraction": loaders["transform"],
+        "step_samples_per_s": step_rate,
+        "train_samples_per_s": train_rate,
+        "data_wait_fraction": wait,
+        "eval_videos_per_s": eval_rate,
+        "projected_epoch_s": UCF101_TRAIN_VIDEOS / train_rate,
+        "projected_test_s": UCF101_TEST_VIDEOS / eval_rate,
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "stream": args.stream, "workers": args.workers, "batch_size": args.batch_size,
+        "crop_size": args.crop_size, "frame_size": f"{w}x{h}", "frame_width": w, "frame_height": h,
+        "num_segments": args.num_segments, "stack": args.stack if modality == "flow" else 1,
+        "amp": eargs.amp, "channels_last": device.type == "cuda", "threads": torch.get_num_threads(),
+        "test_frames": args.test_frames, "test_crops": args.test_crops,
+        "batches": args.batches, "repeats": args.repeats, "train_batches": args.train_batches,
+        "step_batches": args.step_batches, "eval_videos": len(test),
+        # uint8 batches the pipeline can hold in flight: engine.make_loader's prefetch_factor x workers
+        "pipeline_batch_mb": batch_mb,
+        "pipeline_max_in_flight_batches": loaders["prefetch"] * args.workers,
+        "pipeline_max_in_flight_mb": batch_mb * loaders["prefetch"] * args.workers,
+        "data": "synthetic" if uses_synthetic(args) else args.data_root,
+        "cpu_count": os.cpu_count(), "torch": torch.__version__,
+    }
+    if uses_synthetic(args) and args.keep_data:
+        result["synthetic_data"] = root
+    return result
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    threads = torch.get_num_threads()
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        result = run(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        torch.set_num_threads(threads)
+    bad = [k for k, v in result.items() if isinstance(v, float) and not math.isfinite(v)]
+    print(markdown(result))
+    print()
+    line = json.dumps(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(line + "\n")
+    print(line, flush=True)
+    if bad:
+        print(f"error: non-finite figures: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
