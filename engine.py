@@ -267,7 +267,7 @@ def make_loader(dataset, batch_size, args, device, sampler=None, workers=None, p
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=persistent and workers > 0, drop_last=False,
-        prefetch_factor=4 if workers > 0 else None, worker_init_fn=_worker_init,
+        prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init,
         # A private generator: creating loader iterators must not consume the global torch
         # RNG (dropout uses it), or a resumed run would diverge from an uninterrupted one.
         generator=torch.Generator().manual_seed(args.seed))

@@ -15,6 +15,7 @@ import utils
 from engine import main
 from motion_cnn import MOTION
 from spatial_cnn import SPATIAL
+from tools.make_synthetic import cue_accuracy as synthetic_cue_accuracy
 from tools.make_synthetic import generate
 
 TRAIN = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "4", "--workers", "1",
@@ -23,13 +24,8 @@ TRAIN = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "4", "--wo
 
 
 def cue_accuracy(path):
-    """Fraction of test videos whose predicted class has the right colour / the right motion."""
-    f = utils.load_pickle_safe(path)
-    classes = f["classes"]  # e.g. GreenDown, GreenUp, RedDown, RedUp
-    colour = {c: c.replace("Down", "").replace("Up", "") for c in classes}
-    motion = {c: "Down" if c.endswith("Down") else "Up" for c in classes}
-    pairs = [(classes[int(np.argmax(s))], classes[f["labels"][v]]) for v, s in f["scores"].items()]
-    return (np.mean([colour[p] == colour[t] for p, t in pairs]), np.mean([motion[p] == motion[t] for p, t in pairs]))
+    acc = synthetic_cue_accuracy(utils.load_pickle_safe(path))
+    return acc["colour"], acc["motion"]
 
 
 @pytest.fixture(scope="module")

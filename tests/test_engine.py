@@ -10,19 +10,16 @@ import utils
 from engine import main
 from motion_cnn import MOTION
 from spatial_cnn import SPATIAL
+from tiny import FAST as TINY
+from tiny import make_tiny_data
 from tools.make_synthetic import generate
 
-# Tiny and fast: 4 classes, 48x40 frames, 32-pixel crops, 2 segments, 3 test positions.
-FAST = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "4", "--workers", "0",
-        "--num-segments", "2", "--test-frames", "3", "--val-groups", "1", "--lr", "0.01", "--seed", "3", "--no-plots"]
+FAST = [*TINY, "--seed", "3"]
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny") / "data"
-    generate(root, appearances=2, motions=2, videos_per_class=6, width=48, height=40,
-             min_frames=8, max_frames=14, seed=1, verbose=False)
-    return str(root)
+    return str(make_tiny_data(tmp_path_factory.mktemp("tiny") / "data", seed=1))
 
 
 def run(spec, data_root, out, *extra):

@@ -13,19 +13,16 @@ import torch
 import utils
 from engine import main
 from spatial_cnn import SPATIAL
-from tools.make_synthetic import generate
+from tiny import FAST as TINY
+from tiny import make_tiny_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "4", "--workers", "0",
-        "--num-segments", "2", "--test-frames", "3", "--val-groups", "1", "--lr", "0.01", "--seed", "5", "--no-plots"]
+FAST = [*TINY, "--seed", "5"]
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults") / "data"
-    generate(root, appearances=2, motions=2, videos_per_class=6, width=48, height=40,
-             min_frames=8, max_frames=14, seed=4, verbose=False)
-    return root
+    return make_tiny_data(tmp_path_factory.mktemp("faults") / "data", seed=4)
 
 
 @pytest.fixture

@@ -240,3 +240,17 @@ def test_side_motion_is_flip_invariant_class():
         signs.add(int(np.sign(np.median(u[moving]).astype(np.int16) - 128)))
         assert np.abs(np.median(v[moving]).astype(np.int16) - 128) <= 2
     assert signs == {-1, 1}
+
+
+def test_cue_accuracy_counts_each_cue_separately():
+    from tools.make_synthetic import cue_accuracy
+    classes = ["BlueDown", "BlueUp", "RedDown", "RedUp"]
+    one_hot = lambda i: np.eye(4, dtype=np.float32)[i]
+    f = {"classes": classes,
+         "labels": {"a": 0, "b": 1, "c": 3, "d": 2},
+         # a: right class; b: BlueUp -> RedUp (motion right, colour wrong);
+         # c: RedUp -> RedDown (colour right, motion wrong); d: RedDown -> BlueUp (both wrong)
+         "scores": {"a": one_hot(0), "b": one_hot(3), "c": one_hot(2), "d": one_hot(1)}}
+    assert cue_accuracy(f) == {"colour": 0.5, "motion": 0.5}
+    f["scores"]["d"] = one_hot(0)  # RedDown -> BlueDown: motion right now
+    assert cue_accuracy(f) == {"colour": 0.5, "motion": 0.75}

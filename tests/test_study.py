@@ -9,18 +9,15 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tools import report, study  # noqa: E402
-from tools.make_synthetic import generate  # noqa: E402
+from tiny import FAST as TINY  # noqa: E402
+from tiny import make_tiny_data  # noqa: E402
 
-FAST = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "4", "--workers", "0",
-        "--num-segments", "2", "--test-frames", "3", "--val-groups", "1", "--epochs", "1", "--device", "cpu"]
+FAST = [*TINY, "--epochs", "1", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny") / "data"
-    generate(root, appearances=2, motions=2, videos_per_class=6, width=48, height=40,
-             min_frames=8, max_frames=14, seed=1, verbose=False)
-    return str(root)
+    return str(make_tiny_data(tmp_path_factory.mktemp("tiny") / "data", seed=1))
 
 
 def _checkpoints(study_dir):

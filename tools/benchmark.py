@@ -255,8 +255,7 @@ def build_parser():
                    help="bfloat16 autocast (default: as the engine, on for CUDA with bf16, off for CPU)")
     s.add_argument("--threads", type=int,
                    help="intra-op threads of this process (torch.set_num_threads) during the run; default: "
-                        "PyTorch's default, as the training scripts. On a CPU-only machine whose cores the "
-                        "workers already fill, 1 avoids oversubscription")
+                        "as the training scripts (on the CPU: the cores the workers leave free, at least 1)")
     s.add_argument("--seed", type=int, default=0, help="seed for the items, crops, flips and the model")
     s.add_argument("--json", metavar="PATH", help="also write the JSON line to PATH")
     return p
@@ -544,6 +543,8 @@ def main(argv=None):
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
+        elif args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()):
+            engine.set_cpu_threads(args.workers, engine.DistInfo())
         result = run(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -27,6 +27,16 @@ def sh(cmd):
     subprocess.run(cmd, cwd=ROOT, check=True)
 
 
+def print_cue_accuracy(out):
+    """What each stream learned: top-1 cannot show it, since each stream sees one cue only."""
+    import utils
+    from tools.make_synthetic import cue_accuracy
+    print("\nWhat each stream learned (test videos whose predicted class has the right cue):")
+    for stream in ("spatial", "motion"):
+        acc = cue_accuracy(utils.load_pickle_safe(os.path.join(out, stream, "video_scores_best.pkl")))
+        print(f"  {stream:8s} colour {100 * acc['colour']:5.1f}%   motion {100 * acc['motion']:5.1f}%")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo", help="folder for the generated data and the runs")
@@ -45,6 +55,7 @@ def main(argv=None):
         # The scores of each stream's model chosen on the validation groups, not on test.
         sh([py, "fusion.py", "--spatial", os.path.join(out, "spatial", "video_scores_best.pkl"),
             "--motion", os.path.join(out, "motion", "video_scores_best.pkl"), "--normalize", "both"])
+        print_cue_accuracy(out)
     except subprocess.CalledProcessError as e:
         print(f"demo: a step failed (exit status {e.returncode}); see its message above", file=sys.stderr)
         return 1

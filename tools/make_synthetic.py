@@ -70,6 +70,20 @@ def class_names(appearances=3, motions=2, dataset="ucf101"):
     return [name for name, _, _ in class_specs(appearances, motions, dataset)]
 
 
+def cue_accuracy(score_file):
+    """For a video_scores.pkl of a synthetic set: the fraction of videos whose predicted
+    class has the right colour and the right motion. Top-1 hides what a stream learned
+    (a perfect spatial stream still guesses the motion); these two numbers show it."""
+    specs = {name: (colour, motion) for appearances in range(1, len(COLOURS) + 1)
+             for motions in range(1, len(MOTIONS) + 1) for dataset in ("ucf101", "hmdb51")
+             for name, colour, motion in class_specs(appearances, motions, dataset)}
+    classes = score_file["classes"]
+    pairs = [(specs[classes[int(np.argmax(s))]], specs[classes[score_file["labels"][v]]])
+             for v, s in score_file["scores"].items()]
+    return {"colour": float(np.mean([p[0] == t[0] for p, t in pairs])),
+            "motion": float(np.mean([p[1] == t[1] for p, t in pairs]))}
+
+
 def quantize_flow(flow):
     """Flow in px/frame -> uint8 as TV-L1 dumps store it (bound 20, 127.5 = no motion)."""
     f = np.clip(flow, -FLOW_BOUND, FLOW_BOUND)
