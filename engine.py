@@ -237,6 +237,23 @@ class Data:
     loaders: dict = field(default_factory=dict)
 
 
+@dataclass
+class Run:
+    """One training run: its fixed context and the state that changes epoch by epoch."""
+    args: argparse.Namespace
+    spec: StreamSpec
+    info: DistInfo
+    device: torch.device
+    data: Data
+    model: TSN
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    identity: dict
+    history: dict = field(default_factory=lambda: {"train": [], "val": [], "test": []})
+    best: dict | None = None
+    start_epoch: int = 0
+
+
 def build_data(args, spec, info):
     """Read the split, hold out validation groups, check every video exists (before any
     training starts), and build the datasets."""
@@ -468,12 +485,13 @@ def restore(path, model, optimizer, scheduler, identity, device):
     return ckpt
 
 
-def checkpoint_payload(model, optimizer, scheduler, epoch, best, history, args, identity, classes, device):
-    return {"format": CHECKPOINT_FORMAT, "identity": identity, "classes": list(classes), "epoch": epoch,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "best": best, "history": history, "args": json.loads(json.dumps(vars(args))),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+def checkpoint_payload(run, epoch):
+    """Plain types and tensors only, so that it loads with weights_only=True."""
+    return {"format": CHECKPOINT_FORMAT, "identity": run.identity, "classes": list(run.data.classes),
+            "epoch": epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(), "best": run.best, "history": run.history,
+            "args": json.loads(json.dumps(vars(run.args))), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None}
 
 
 # ---------------------------------------------------------------------------- main
@@ -551,14 +569,14 @@ def run(spec, args, stop=None):
               + (f" x {info.world_size} processes" if info.enabled else ""))
         print(f"==> model selection: {selection_protocol(args)}", flush=True)
 
-    history, best, start_epoch = {"train": [], "val": [], "test": []}, None, 0
+    run = Run(args, spec, info, device, data, model, optimizer, scheduler, identity)
     if args.resume:
         ckpt = restore(args.resume, model, None if args.evaluate else optimizer, scheduler, identity, device)
-        history, best, start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
+        run.history, run.best, run.start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
     if args.start_epoch is not None:
-        start_epoch = args.start_epoch
+        run.start_epoch = args.start_epoch
     if args.evaluate:
-        return evaluate_only(model, data, device, args, spec, info, start_epoch - 1)
+        return evaluate_only(run, run.start_epoch - 1)
 
     train_model = model
     if args.compile:
@@ -573,41 +591,39 @@ def run(spec, args, stop=None):
                         os.path.join(args.out, "args.json"))
     tb = report.tensorboard_writer(args.out) if args.tensorboard and info.is_main else None
     try:
-        train_epochs(model, train_model, train_loader, optimizer, scheduler, data, history, best, start_epoch,
-                     device, args, spec, info, identity, stop, tb)
+        train_epochs(run, train_model, train_loader, stop, tb)
     finally:
         if tb is not None:
             tb.close()
     return 0
 
 
-def train_epochs(model, train_model, train_loader, optimizer, scheduler, data, history, best, start_epoch,
-                 device, args, spec, info, identity, stop, tb):
+def train_epochs(run, train_model, train_loader, stop, tb):
     """The epoch loop: train, evaluate, schedule, save; stop at --epochs or --min-lr."""
-    for epoch in range(start_epoch, args.epochs):
+    args, spec, info, device, data = run.args, run.spec, run.info, run.device, run.data
+    for epoch in range(run.start_epoch, args.epochs):
         data.train_sampler.set_epoch(epoch)
-        row, bad = train_one_epoch(train_model, train_loader, optimizer, device, epoch, args, spec, info, stop)
-        sync_buffers(model, info)
-        history["train"].append(row)
+        row, bad = train_one_epoch(train_model, train_loader, run.optimizer, device, epoch, args, spec, info, stop)
+        sync_buffers(run.model, info)
+        run.history["train"].append(row)
         evals = {}
         for name, dataset in (("val", data.val), ("test", data.test)):
             if dataset is not None:
-                erow, scores, _, ebad = evaluate(model, dataset, device, args, spec, info, f"epoch {epoch} {name}")
+                erow, scores, _, ebad = evaluate(run.model, dataset, device, args, spec, info, f"epoch {epoch} {name}")
                 evals[name] = (erow, scores)
-                history[name].append({"Epoch": epoch, **erow})
+                run.history[name].append({"Epoch": epoch, **erow})
                 bad += ebad
-        best, improved = update_best(best, evals, row, epoch, args)
-        scheduler.step(schedule_loss(evals, row, args))
+        run.best, improved = update_best(run.best, evals, row, epoch, args)
+        run.scheduler.step(schedule_loss(evals, row, args))
         if info.is_main:
             print_row("training", epoch, args.epochs, row)
             for name in evals:
                 print_row("validation" if name == "val" else "test", epoch, args.epochs, evals[name][0])
             if bad:
                 print(f"==> {bad} unreadable frames were replaced by their nearest readable neighbour (--on-bad-frame skip)")
-            save_epoch(model, optimizer, scheduler, epoch, best, improved, history, evals, data, args, spec,
-                       identity, device)
+            save_epoch(run, epoch, improved, evals)
             draw(args, tb, epoch, row, evals)
-        lr = optimizer.param_groups[0]["lr"]
+        lr = run.optimizer.param_groups[0]["lr"]
         if lr < args.min_lr:
             if info.is_main:
                 print(f"==> the learning rate {lr:g} fell below --min-lr {args.min_lr:g}: training stops")
@@ -646,20 +662,20 @@ def update_best(best, evals, train_row, epoch, args):
     return best, False
 
 
-def save_epoch(model, optimizer, scheduler, epoch, best, improved, history, evals, data, args, spec, identity, device):
+def save_epoch(run, epoch, improved, evals):
     """Records, checkpoint and score files of one finished epoch; each written atomically."""
-    out = args.out
+    out, data = run.args.out, run.data
     # The checkpoint first: if writing it fails (full disk), the records still match the
     # previous checkpoint, which stays intact.
-    payload = checkpoint_payload(model, optimizer, scheduler, epoch, best, history, args, identity, data.classes, device)
+    payload = checkpoint_payload(run, epoch)
     utils.save_torch(payload, os.path.join(out, "checkpoint.pth"))
-    write_records(out, history)
+    write_records(out, run.history)
     test_row, test_scores = evals["test"]
-    meta = score_meta(args, spec, epoch, test_row)
+    meta = score_meta(run.args, run.spec, epoch, test_row)
     utils.save_pickle(score_file(data.test, test_scores, data.classes, meta), os.path.join(out, "video_scores.pkl"))
     if improved:
         utils.save_torch(payload, os.path.join(out, "model_best.pth"))
-        utils.save_pickle(score_file(data.test, test_scores, data.classes, meta | {"best": best}),
+        utils.save_pickle(score_file(data.test, test_scores, data.classes, meta | {"best": run.best}),
                           os.path.join(out, "video_scores_best.pkl"))
 
 
@@ -670,13 +686,14 @@ def score_meta(args, spec, epoch, row):
             "test_frames": args.test_frames, "test_crops": args.test_crops}
 
 
-def evaluate_only(model, data, device, args, spec, info, epoch):
+def evaluate_only(run, epoch):
     """--evaluate: score the test split with the checkpoint's model; train nothing, touch no
     checkpoint or record, write video_scores.pkl for this protocol."""
-    row, scores, _, _ = evaluate(model, data.test, device, args, spec, info, "test")
-    if info.is_main:
+    args, data = run.args, run.data
+    row, scores, _, _ = evaluate(run.model, data.test, run.device, args, run.spec, run.info, "test")
+    if run.info.is_main:
         print_row("test", epoch, args.epochs, row)
-        meta = score_meta(args, spec, epoch, row) | {"evaluated_from": args.resume}
+        meta = score_meta(args, run.spec, epoch, row) | {"evaluated_from": args.resume}
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, "video_scores.pkl")
         utils.save_pickle(score_file(data.test, scores, data.classes, meta), path)
