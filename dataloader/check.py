@@ -16,7 +16,7 @@ class FrameCheck(Dataset):
         video, _ = self.clips.entries[i]
         n = self.clips.counts[video]
         paths_of = self.clips.layout.frame_paths(video, self.clips.modality)
-        bad = [str(paths_of(j)) for j in range(n) if self.clips._read_channels(paths_of, j) is None]
+        bad = [str(paths_of(j)) for j in range(n) if self.clips.read_channels(paths_of, j) is None]
         return video, n, bad
 
 

@@ -98,7 +98,7 @@ class ClipDataset(Dataset):
             return None
         return img
 
-    def _read_channels(self, paths_of, i):
+    def read_channels(self, paths_of, i):
         """The channels of frame i: [RGB image] or [u, v]; None if any is unreadable."""
         if self.modality == "rgb":
             img = self._read_checked(paths_of(i), color=True)
@@ -108,7 +108,7 @@ class ClipDataset(Dataset):
 
     def _load_frame(self, video, paths_of, i, n):
         """Channels of frame i; under --on-bad-frame skip, of the nearest readable frame."""
-        chans = self._read_channels(paths_of, i)
+        chans = self.read_channels(paths_of, i)
         if chans is not None:
             return chans, 0
         bad = paths_of(i)
@@ -118,7 +118,7 @@ class ClipDataset(Dataset):
                 f"'{video}'); fix the file, run --check-data, or pass --on-bad-frame skip")
         for d in range(1, n):
             for j in (i - d, i + d):
-                if 0 <= j < n and (chans := self._read_channels(paths_of, j)) is not None:
+                if 0 <= j < n and (chans := self.read_channels(paths_of, j)) is not None:
                     return chans, 1
         raise BadFrameError(f"'{video}': no readable {self.modality} frame at all (first: {bad})")
 
