@@ -1,5 +1,4 @@
 """Segment consensus: K per-segment class-score vectors -> one video score (REFERENCE §3)."""
-import torch
 
 CONSENSUS = ("mean", "max", "var")
 

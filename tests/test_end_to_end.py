@@ -7,7 +7,6 @@ every time; on so few test videos, how much fusion gains varies from seed to see
 """
 import json
 
-import numpy as np
 import pytest
 
 import fusion
