@@ -234,7 +234,6 @@ class Data:
     val: ClipDataset | None
     test: ClipDataset
     train_sampler: EpochSampler
-    loaders: dict = field(default_factory=dict)
 
 
 @dataclass
