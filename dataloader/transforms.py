@@ -1,7 +1,11 @@
 """Turn uint8 batches into network input, on the device, batched.
 
-The data workers only decode and crop (cheap integer work); the float conversion, the
-flip and the normalisation run here on the whole batch, on the GPU when there is one.
+The data workers only decode and crop (cheap integer work); the mirroring, the float
+conversion and the normalisation run here on the whole batch, on the GPU when there is one.
+On a CPU device this is the costliest part of the input pipeline (a float flow batch is
+four times the bytes of the uint8 one), so it is written as few passes over memory as
+possible: mirror the flipped samples in uint8, then one conversion and one in-place
+multiply and add whose per-channel factors also invert u for mirrored flow.
 """
 import torch
 
@@ -11,35 +15,52 @@ RGB_MEAN, RGB_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FLOW_MEAN, FLOW_STD = 0.5, 0.226
 
 
-def flip_horizontal(x, flip, modality):
-    """Mirror the samples where `flip` is true. x: (..., C, H, W) uint8, flip: x.shape[:-3] bool.
-
-    Mirroring a flow field also reverses its horizontal component: u -> 255 - u on the
-    u channels (even channel indices, the order is u1, v1, u2, v2, ...).
-    """
-    if not bool(flip.any()):
+def mirror(x, flip):
+    """Reverse the width of the samples where `flip` is true, nothing else (no u inversion:
+    `normalize` folds that in). x: (..., C, H, W) uint8; flip: bool of shape x.shape[:-3],
+    on any device. Returns x itself when nothing is flipped, else a new tensor."""
+    flipped = flip.reshape(-1).nonzero().reshape(-1).tolist()
+    if not flipped:
         return x
-    sel = flip.nonzero(as_tuple=True)  # only the flipped samples are touched
-    mirrored = x[sel].flip(-1)  # (n, C, H, W), a copy
-    if modality == "flow":
-        mirrored[:, 0::2] = 255 - mirrored[:, 0::2]
     x = x.clone()
-    x[sel] = mirrored
+    samples = x.view(-1, *x.shape[-3:])  # (N, C, H, W)
+    # One copy per flipped sample: on the CPU several times faster than gathering and
+    # scattering the flipped samples with index ops, and a batch holds at most a few
+    # hundred samples (on a GPU each is one asynchronous kernel).
+    for i in flipped:
+        samples[i] = samples[i].flip(-1)
     return x
 
 
-def normalize(x, modality, dtype=torch.float32):
-    """uint8 (..., C, H, W) -> float, zero-centred: one conversion and one fused
-    multiply-add, (x / 255 - mean) / std = x * scale + shift."""
+def affine(modality, flip, channels, dtype=torch.float32):
+    """scale, shift (flip.shape + (C, 1, 1), on the CPU) with x * scale + shift = (x / 255 - mean) / std.
+
+    Mirroring a flow field also reverses its horizontal component, u -> 255 - u on the u
+    channels (even indices: u1, v1, u2, v2, ...) of the flipped samples; that is affine
+    too: (255 - u) * s + b = u * (-s) + (255 * s + b)."""
     if modality == "rgb":
-        mean = torch.tensor(RGB_MEAN, dtype=dtype, device=x.device).view(3, 1, 1)
-        std = torch.tensor(RGB_STD, dtype=dtype, device=x.device).view(3, 1, 1)
+        mean, std = torch.tensor(RGB_MEAN, dtype=torch.float64), torch.tensor(RGB_STD, dtype=torch.float64)
     else:
-        mean = torch.tensor(FLOW_MEAN, dtype=dtype, device=x.device)
-        std = torch.tensor(FLOW_STD, dtype=dtype, device=x.device)
-    return torch.addcmul(-mean / std, x.to(dtype), 1 / (255 * std))
+        mean, std = torch.full((channels,), FLOW_MEAN, dtype=torch.float64), torch.full((channels,), FLOW_STD, dtype=torch.float64)
+    scale, shift = 1 / (255 * std), -mean / std  # (C,)
+    flip = flip.cpu()
+    scale, shift = scale.expand(*flip.shape, channels).clone(), shift.expand(*flip.shape, channels).clone()
+    if modality == "flow":
+        invert = flip.unsqueeze(-1) & (torch.arange(channels) % 2 == 0)  # (..., C)
+        shift = torch.where(invert, shift + 255 * scale, shift)
+        scale = torch.where(invert, -scale, scale)
+    return scale[..., None, None].to(dtype), shift[..., None, None].to(dtype)
+
+
+def normalize(x, modality, flip=None, dtype=torch.float32):
+    """uint8 (..., C, H, W) -> float, zero-centred; with `flip` (bool, x.shape[:-3]) the u
+    channels of flipped flow samples are also inverted. One conversion, one multiply-add."""
+    if flip is None:
+        flip = torch.zeros(x.shape[:-3], dtype=torch.bool)
+    scale, shift = affine(modality, flip, x.shape[-3], dtype)
+    return x.to(dtype).mul_(scale.to(x.device)).add_(shift.to(x.device))
 
 
 def to_network_input(x, flip, modality):
-    """Flip then normalise a uint8 batch already on its device."""
-    return normalize(flip_horizontal(x, flip, modality), modality)
+    """Mirror the flipped samples (u inverted for flow), then normalise; x uint8 on its device."""
+    return normalize(mirror(x, flip), modality, flip)

@@ -158,3 +158,37 @@ def test_both_streams_train_from_other_layouts_and_hmdb51(tmp_path, layout, data
         else:
             expected = {line.strip().split("/v_")[1][:-4] for line in (lists / "testlist01.txt").read_text().splitlines()}
         assert set(f["scores"]) == expected
+
+
+HUGE_PAGE_PROBE = """
+import os, sys
+import engine
+engine.enable_huge_pages()
+import torch
+x = torch.ones(64 << 18)  # 64 MiB, allocated after the call, as in the training scripts
+with open("/proc/self/smaps_rollup") as f:
+    huge = [int(line.split()[1]) for line in f if line.startswith("AnonHugePages:")][0]
+print(os.environ.get("THP_MEM_ALLOC_ENABLE"), huge)
+"""
+
+
+def huge_page_probe(env):
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", HUGE_PAGE_PROBE], cwd=root, env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    return out[0], int(out[1])
+
+
+def test_large_cpu_tensors_get_huge_pages_unless_the_user_says_no():
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+        kernel_allows = "[never]" not in f.read()
+    setting, huge_kib = huge_page_probe(env)
+    if kernel_allows:
+        assert setting == "1" and huge_kib >= 2048  # at least one 2 MiB page backs the tensor
+    else:
+        assert setting == "None"
+    setting, _ = huge_page_probe(env | {"THP_MEM_ALLOC_ENABLE": "0"})
+    assert setting == "0"  # the user's choice is kept

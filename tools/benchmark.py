@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
 import engine
+import utils
 from dataloader.datasets import ClipDataset, EpochSampler, count_frames
 from dataloader.layout import LAYOUTS, open_layout
 from dataloader.sampling import random_crop_box, sample_train_positions, stack_indices
@@ -538,6 +539,7 @@ def run(args):
 
 
 def main(argv=None):
+    engine.enable_huge_pages()  # as the training scripts: what is measured is what they run
     args = build_parser().parse_args(argv)
     threads = torch.get_num_threads()
     try:
@@ -556,8 +558,7 @@ def main(argv=None):
     print()
     line = json.dumps(result)
     if args.json:
-        with open(args.json, "w") as f:
-            f.write(line + "\n")
+        utils.atomic_write(args.json, lambda f: f.write(line + "\n"), mode="w")
     print(line, flush=True)
     if bad:
         print(f"error: non-finite figures: {', '.join(bad)}", file=sys.stderr)
