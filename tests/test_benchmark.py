@@ -3,12 +3,13 @@ classic baseline feeds the network the same tensors as the project's pipeline.""
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import default_collate
 
 import engine
-from dataloader.datasets import ClipDataset, count_frames
+from dataloader.datasets import ClipDataset, collate_clips, count_frames
 from dataloader.layout import open_layout
 from dataloader.splits import load_split
 from dataloader.transforms import FLOW_STD, RGB_STD, mirror, normalize
@@ -83,8 +84,8 @@ def data(tmp_path_factory):
 
 
 def both_paths(data, modality, stack=4, crop=32, segments=3, seed=5, count=12):
-    """Network input of the same items through the project's pipeline (ClipDataset, default
-    collate, engine._to_device) and through the classic baseline. Also returns the uint8 batch."""
+    """Network input of the same items through the project's pipeline (ClipDataset, collate_clips,
+    engine._to_device) and through the classic baseline. Also returns the uint8 batch."""
     entries, layout = data
     counts = count_frames(entries, layout, modality)
     ours = ClipDataset(entries, counts, layout, modality, stack=stack, crop_size=crop, train=True,
@@ -92,10 +93,10 @@ def both_paths(data, modality, stack=4, crop=32, segments=3, seed=5, count=12):
     old = benchmark.ClassicClipDataset(entries, counts, layout, modality, frame_size=ours.frame_size,
                                        stack=stack, crop_size=crop, num_segments=segments, seed=seed)
     items = benchmark.training_items(len(ours), seed, count)
-    batch = default_collate([ours[i] for i in items])
+    batch = collate_clips([ours[i] for i in items])
     x, label = engine._to_device(batch, torch.device("cpu"), modality)
     classic = default_collate([old[i] for i in items])
-    assert torch.equal(label, classic[1]) and torch.equal(batch[3], classic[2])
+    assert torch.equal(label, classic[1]) and np.array_equal(batch[3], classic[2].numpy())
     assert batch[1].any() and not batch[1].all(), "the items must include flipped and unflipped videos"
     return x, classic[0], batch, old
 
@@ -123,7 +124,7 @@ def test_flow_batches_match_the_classic_baseline(data, monkeypatch):
     assert (x - classic).abs().mean().item() <= TOL["flow"] / LEVELS / 2
 
     # The comparison would catch a flip that forgets to invert u, in either path:
-    clip, flip = batch[0], batch[1]
+    clip, flip = batch[0], torch.from_numpy(batch[1])
     no_inversion = normalize(mirror(clip, flip), "flow")  # mirror only, u not inverted
     assert max_diff(no_inversion, classic) > 10 * TOL["flow"]
     monkeypatch.setattr(old, "INVERT_U", False)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dataloader.datasets import BadFrameError, ClipDataset, DataError, EpochSampler, count_frames
+from dataloader.datasets import BadFrameError, ClipDataset, DataError, EpochSampler, collate_clips, count_frames
 from dataloader.layout import MMActionLayout, TwoStreamLayout, open_layout
 
 H, W, CROP = 24, 32, 16
@@ -268,7 +268,7 @@ def test_train_items_deterministic_and_in_segments(twostream):
         for k in range(3):                     # 30 frames: segments [0,10) [10,20) [20,30)
             assert 10 * k <= idx[k] < 10 * (k + 1)
         c2, f2, *_ = again[(1, epoch)]
-        assert torch.equal(clip, c2) and torch.equal(flip, f2)
+        assert torch.equal(clip, c2) and np.array_equal(flip, f2)
         seen.append(tuple(idx))
         flips.add(bool(flip[0]))
     assert len(set(seen)) > 20                 # positions change from epoch to epoch
@@ -307,14 +307,18 @@ def test_dataloader_with_epoch_sampler(twostream):
     ds = make_ds(layout, entries, "flow", stack=2, train=True)
     sampler = EpochSampler(len(ds), seed=1)
     sampler.set_epoch(4)
-    loader = torch.utils.data.DataLoader(ds, batch_size=2, sampler=sampler)
+    # Real worker processes: the clips come back through shared memory, the rest by value.
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, sampler=sampler, num_workers=2, collate_fn=collate_clips)
     batches = list(loader)
-    labels = torch.cat([b[2] for b in batches]).tolist()
-    indices = torch.cat([b[3] for b in batches]).tolist()
+    indices = np.concatenate([b[3] for b in batches]).tolist()
     assert sorted(indices) == [0, 1, 2]
-    assert labels == [entries[i][1] for i in indices]
-    assert batches[0][0].shape == (2, 3, 4, CROP, CROP)
-    assert torch.equal(batches[0][0][0], ds[(indices[0], 4)][0])
+    assert np.concatenate([b[2] for b in batches]).tolist() == [entries[i][1] for i in indices]
+    assert batches[0][0].shape == (2, 3, 4, CROP, CROP) and batches[0][0].dtype == torch.uint8
+    for b in batches:
+        assert b[1].dtype == bool and b[2].dtype == b[3].dtype == np.int64 and b[4] == 0
+        for row, i in enumerate(b[3].tolist()):
+            clip, flip, *_ = ds[(i, 4)]
+            assert torch.equal(b[0][row], clip) and np.array_equal(b[1][row], flip)
 
 
 # ------------------------------------------------------------------ EpochSampler

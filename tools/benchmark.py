@@ -359,7 +359,7 @@ def measure_loaders(args, train, classic, eargs, device, modality):
         return x
 
     def uint8_consume(batch):  # the loader alone: uint8 clips on the device, no flip/normalise
-        batch[1].to(device, non_blocking=True)
+        torch.from_numpy(batch[2]).to(device, non_blocking=True)
         return touch(batch[0].to(device, non_blocking=True))
 
     def classic_consume(batch):
