@@ -104,10 +104,12 @@ def build_parser(spec):
                    "DATA_ROOT/testTrainMulti_7030_splits)")
     d.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="official split number")
     d.add_argument("--layout", choices=LAYOUTS, default="auto",
-                   help="frame layout: two-stream (jpegs_256, tvl1_flow/{u,v}) or mmaction (rawframes); auto detects")
+                   help="frame layout: two-stream (jpegs_256, tvl1_flow/{u,v}), mmaction (rawframes) or packed (packed/, "
+                        "written by python -m tools.pack_frames); auto detects, packs first")
     d.add_argument("--rgb-dir", help="RGB frame folder (default DATA_ROOT/jpegs_256)")
     d.add_argument("--flow-dir", help="flow folder with u/ and v/ (default DATA_ROOT/tvl1_flow)")
     d.add_argument("--frames-dir", help="mmaction rawframes folder (default DATA_ROOT/rawframes)")
+    d.add_argument("--packed-dir", help="packed frames from tools.pack_frames (default DATA_ROOT/packed)")
     d.add_argument("--val-groups", type=int, default=3,
                    help="hold out the last N actor groups of the training list as a validation set; the LR "
                         "schedule and model_best follow it. 0: no validation set (the schedule follows the "
@@ -274,7 +276,7 @@ def build_data(args, spec, info):
     splits_dir = args.splits_dir or os.path.join(args.data_root, DEFAULT_SPLITS_SUBDIR[args.dataset])
     split = load_split(args.dataset, splits_dir, args.split)
     train_entries, val_entries = hold_out_groups(split.train, split.classes, args.val_groups)
-    layout = open_layout(args.layout, args.data_root, args.rgb_dir, args.flow_dir, args.frames_dir)
+    layout = open_layout(args.layout, args.data_root, args.rgb_dir, args.flow_dir, args.frames_dir, args.packed_dir)
     stack = getattr(args, "stack", 1)
     counts = count_frames(train_entries + val_entries + split.test, layout, spec.modality)
     common = dict(stack=stack, crop_size=args.crop_size, num_segments=args.num_segments,

@@ -51,8 +51,14 @@ def count_frames(entries, layout, modality, min_frames=1):
 
 
 def read_frame(path, color):
-    """Decode one JPEG: (H, W, 3) RGB or (H, W) grayscale uint8, or None if unreadable."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
+    """Decode one JPEG (a file path, or a PackedFrame): (H, W, 3) RGB or (H, W) grayscale
+    uint8, or None if unreadable."""
+    flag = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE
+    if isinstance(path, str):
+        img = cv2.imread(path, flag)
+    else:
+        data = path.read()
+        img = None if not data else cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if img is None:
         return None
     return img[:, :, ::-1] if color else img
@@ -83,7 +89,7 @@ class ClipDataset(Dataset):
         paths_of = self.layout.frame_paths(video, self.modality)
         for i in range(self.counts[video]):
             path = paths_of(i)
-            img = read_frame(path if isinstance(path, str) else path[0], color=False)
+            img = read_frame(path[0] if isinstance(path, tuple) else path, color=False)
             if img is not None:
                 return img.shape[:2]
             if self.on_bad_frame != "skip":

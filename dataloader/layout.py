@@ -4,6 +4,8 @@ Two layouts are read:
 - two-stream (the seed, `ucf101_jpegs_256` + `ucf101_tvl1_flow`):
     jpegs_256/v_<video>/frame000001.jpg, tvl1_flow/{u,v}/v_<video>/frame000001.jpg
 - mmaction: rawframes/<Class>/<video>/img_00001.jpg, flow_x_00001.jpg, flow_y_00001.jpg
+- packed (written from either by `python -m tools.pack_frames`, see dataloader/packed.py):
+    packed/{rgb,u,v}/<video>.pack, one file per video and source; detected first
 
 Frame counts always come from the directories, per modality (a video with N RGB frames
 usually has N-1 flow frames, but shared archives are not always consistent). Folder names
@@ -12,12 +14,18 @@ HandstandPushups / HandStandPushups spelling.
 """
 import os
 
-LAYOUTS = ("auto", "twostream", "mmaction")
+from dataloader.packed import SUFFIX, PackCache, PackedFrame
+
+LAYOUTS = ("auto", "twostream", "mmaction", "packed")
+
+
+def _video_name(dirname):
+    """The name a split list uses for a video folder (UCF101 folders carry a `v_` prefix)."""
+    return dirname[2:] if dirname.startswith("v_") else dirname
 
 
 def _key(dirname):
-    name = dirname[2:] if dirname.startswith("v_") else dirname
-    return name.lower()
+    return _video_name(dirname).lower()
 
 
 def _index_dirs(root):
@@ -72,6 +80,12 @@ class TwoStreamLayout:
     def describe(self, modality):
         return self.rgb_dir if modality == "rgb" else f"{self.flow_dir}/{{u,v}}"
 
+    def videos(self, modality):
+        """Names (as in the split lists) of the videos that have this modality."""
+        self.require(modality)
+        keys = self._rgb.keys() if modality == "rgb" else self._u.keys() & self._v.keys()
+        return sorted(_video_name(os.path.basename((self._rgb if modality == "rgb" else self._u)[k])) for k in keys)
+
 
 class MMActionLayout:
     name = "mmaction"
@@ -105,17 +119,69 @@ class MMActionLayout:
     def describe(self, modality):
         return f"{self.root}/<Class>/<video>"
 
+    def videos(self, modality):
+        return sorted(_video_name(os.path.basename(d)) for d in self._dirs.values())
 
-def open_layout(layout, data_root, rgb_dir=None, flow_dir=None, frames_dir=None):
-    """Build the layout the user asked for (or detect it under `data_root`).
+
+class PackedLayout:
+    name = "packed"
+    SOURCES = {"rgb": ("rgb",), "flow": ("u", "v")}
+
+    def __init__(self, root):
+        self.root = root
+        self._packs = {}  # source -> {video key: pack path}
+        for source in ("rgb", "u", "v"):
+            folder = os.path.join(root, source)
+            if os.path.isdir(folder):
+                with os.scandir(folder) as it:
+                    self._packs[source] = {_key(e.name[:-len(SUFFIX)]): e.path for e in it
+                                           if e.name.endswith(SUFFIX) and e.is_file()}
+        self._cache = PackCache()
+
+    def require(self, modality):
+        missing = [s for s in self.SOURCES[modality] if s not in self._packs]
+        if missing:
+            raise FileNotFoundError(f"no packed {modality} frames: {', '.join(os.path.join(self.root, s) for s in missing)} "
+                                    "not found (pack them with python -m tools.pack_frames, or read the frame folders with --layout twostream / mmaction)")
+
+    def has(self, video, modality):
+        self.require(modality)
+        return all(video.lower() in self._packs[s] for s in self.SOURCES[modality])
+
+    def num_frames(self, video, modality):
+        """From the packs' indexes; a truncated or corrupt pack raises PackError naming it."""
+        return min(len(self._cache.get(self._packs[s][video.lower()])) for s in self.SOURCES[modality])
+
+    def frame_paths(self, video, modality):
+        """Function i -> the PackedFrame(s) of frame i: one for RGB, a (u, v) pair for flow."""
+        paths = [self._packs[s][video.lower()] for s in self.SOURCES[modality]]
+        if modality == "rgb":
+            return lambda i: PackedFrame(self._cache, paths[0], i)
+        return lambda i: (PackedFrame(self._cache, paths[0], i), PackedFrame(self._cache, paths[1], i))
+
+    def describe(self, modality):
+        return os.path.join(self.root, "{" + ",".join(self.SOURCES[modality]) + "}")
+
+    def videos(self, modality):
+        self.require(modality)
+        keys = set.intersection(*(set(self._packs[s]) for s in self.SOURCES[modality]))
+        return sorted(os.path.basename(self._packs[self.SOURCES[modality][0]][k])[:-len(SUFFIX)] for k in keys)
+
+
+def open_layout(layout, data_root, rgb_dir=None, flow_dir=None, frames_dir=None, packed_dir=None, allow_packed=True):
+    """Build the layout the user asked for (or detect it under `data_root`; packs first,
+    since a user who packed the frames wants them read).
 
     Raises FileNotFoundError naming the folders it looked for.
     """
     rgb_dir = rgb_dir or os.path.join(data_root, "jpegs_256")
     flow_dir = flow_dir or os.path.join(data_root, "tvl1_flow")
     frames_dir = frames_dir or os.path.join(data_root, "rawframes")
+    packed_dir = packed_dir or os.path.join(data_root, "packed")
     if layout == "auto":
-        if os.path.isdir(rgb_dir) or os.path.isdir(flow_dir):
+        if allow_packed and os.path.isdir(packed_dir):
+            layout = "packed"
+        elif os.path.isdir(rgb_dir) or os.path.isdir(flow_dir):
             layout = "twostream"
         elif os.path.isdir(frames_dir):
             layout = "mmaction"
@@ -130,4 +196,9 @@ def open_layout(layout, data_root, rgb_dir=None, flow_dir=None, frames_dir=None)
         if not os.path.isdir(frames_dir):
             raise FileNotFoundError(f"frame folder not found: {frames_dir} (set --data-root or --frames-dir)")
         return MMActionLayout(frames_dir)
+    if layout == "packed" and allow_packed:
+        if not os.path.isdir(packed_dir):
+            raise FileNotFoundError(f"packed frame folder not found: {packed_dir} (set --data-root or --packed-dir; "
+                                    "write it with python -m tools.pack_frames)")
+        return PackedLayout(packed_dir)
     raise ValueError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")

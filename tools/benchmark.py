@@ -23,6 +23,7 @@ A "sample" is one training video item (K segments). Rates exclude warm-up batche
 start-up, first decodes, cuDNN autotuning). Prints a Markdown table, then one JSON line.
 """
 import argparse
+import io
 import json
 import math
 import os
@@ -100,15 +101,15 @@ class ClassicClipDataset(Dataset):
         segments = []
         for p in positions:
             if self.modality == "rgb":
-                with Image.open(paths_of(int(p))) as im:
+                with open_image(paths_of(int(p))) as im:
                     segments.append(self.normalize(per_frame(im.convert("RGB"))))
                 continue
             stack = None
             for i in stack_indices(int(p), self.span, n):
                 u_path, v_path = paths_of(int(i))
-                with Image.open(u_path) as im:
+                with open_image(u_path) as im:
                     u = per_frame(im.convert("L"))
-                with Image.open(v_path) as im:
+                with open_image(v_path) as im:
                     v = per_frame(im.convert("L"))
                 if flip and self.INVERT_U:
                     u = 1.0 - u  # a mirrored flow field points the other way horizontally
@@ -119,6 +120,11 @@ class ClassicClipDataset(Dataset):
 
 
 # ---------------------------------------------------------------------- helpers
+def open_image(path):
+    """PIL image of a frame file, or of a PackedFrame's bytes (--layout packed)."""
+    return Image.open(path if isinstance(path, str) else io.BytesIO(path.read()))
+
+
 class ItemSampler(Sampler):
     """Yields a given list of (index, epoch) items; the list can be swapped between passes
     of a loader with persistent workers (warm-up pass, then the timed pass)."""

@@ -1,0 +1,126 @@
+"""Packed frames: the JPEG files of one video (one of rgb, u, v) in one file.
+
+A UCF101 dump is ~7 million small files. On a disk where every open and seek is slow (the
+seed's case), reading a training sample means 3 (RGB) or 60 (flow) file opens scattered
+over the disk; from a pack it is one open per video (kept open) and contiguous reads.
+`python -m tools.pack_frames` writes the packs; `open_layout` then reads them transparently.
+
+File format (little-endian):
+    8 bytes   magic b"TSNPACK1"
+    uint64    n, the number of frames
+    uint64    n + 1 offsets from the start of the file: frame i is bytes [off[i], off[i + 1])
+    ...       the JPEG bytes of frames 1..n, unchanged
+"""
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+MAGIC = b"TSNPACK1"
+SUFFIX = ".pack"
+
+
+class PackError(ValueError):
+    pass
+
+
+def write_pack(path, frames):
+    """Write the byte strings `frames` as a pack at `path`, atomically (temporary file, then
+    rename), so that an interrupted packing never leaves a pack that looks complete."""
+    sizes = np.array([len(f) for f in frames], dtype=np.uint64)
+    header = len(MAGIC) + 8 + 8 * (len(frames) + 1)
+    offsets = header + np.concatenate([[0], np.cumsum(sizes)]).astype(np.uint64)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(MAGIC)
+            f.write(np.uint64(len(frames)).tobytes())
+            f.write(offsets.astype("<u8").tobytes())
+            for frame in frames:
+                f.write(frame)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class PackFile:
+    """An open pack: len() frames, read(i) -> the JPEG bytes of frame i (0-based).
+
+    Reads with os.pread, which has no file position, so one descriptor inherited by
+    forked data workers serves them all."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY)
+        try:
+            self.offsets = self._read_header()
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _read_header(self):
+        head = os.pread(self.fd, len(MAGIC) + 8, 0)
+        if len(head) < len(MAGIC) + 8 or head[:len(MAGIC)] != MAGIC:
+            raise PackError(f"{self.path}: not a frame pack (bad header); re-run python -m tools.pack_frames")
+        n = int(np.frombuffer(head[len(MAGIC):], "<u8")[0])
+        raw = os.pread(self.fd, 8 * (n + 1), len(MAGIC) + 8)
+        offsets = np.frombuffer(raw, "<u8").astype(np.int64) if len(raw) == 8 * (n + 1) else None
+        size = os.fstat(self.fd).st_size
+        if offsets is None or offsets[-1] != size or np.any(np.diff(offsets) < 0):
+            raise PackError(f"{self.path}: truncated or corrupt pack (index does not match the file size "
+                            f"{size}); delete it and re-run python -m tools.pack_frames")
+        return offsets
+
+    def __len__(self):
+        return len(self.offsets) - 1
+
+    def read(self, i):
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return os.pread(self.fd, end - start, start)
+
+    def close(self):
+        os.close(self.fd)
+
+
+class PackCache:
+    """The packs this process has open, at most `size` (least recently used closed first)."""
+
+    def __init__(self, size=64):
+        self.size = size
+        self._open = OrderedDict()
+
+    def get(self, path):
+        pack = self._open.pop(path, None) or PackFile(path)
+        self._open[path] = pack
+        while len(self._open) > self.size:
+            self._open.popitem(last=False)[1].close()
+        return pack
+
+    def __getstate__(self):  # descriptors do not travel to spawned processes: they reopen
+        return {"size": self.size, "_open": OrderedDict()}
+
+
+class PackedFrame:
+    """Frame i of a pack: what a layout's frame_paths() returns for packed data."""
+
+    __slots__ = ("cache", "path", "index")
+
+    def __init__(self, cache, path, index):
+        self.cache, self.path, self.index = cache, path, index
+
+    def read(self):
+        """The JPEG bytes, or None if the pack cannot be read or has no such frame."""
+        try:
+            pack = self.cache.get(self.path)
+            return pack.read(self.index) if 0 <= self.index < len(pack) else None
+        except (OSError, PackError):
+            return None
+
+    def __str__(self):
+        return f"{self.path} (frame {self.index + 1})"
+
+    __repr__ = __str__

@@ -1,0 +1,113 @@
+"""Pack each video's frame files into one file per source (rgb, u, v), for slow disks.
+
+    python -m tools.pack_frames --data-root data/ucf101            # writes data/ucf101/packed/
+    python spatial_cnn.py --data-root data/ucf101                   # now reads the packs
+
+Reads the two-stream or mmaction layout under --data-root and writes
+packed/rgb/<video>.pack, packed/u/<video>.pack, packed/v/<video>.pack (format in
+dataloader/packed.py: the JPEG bytes unchanged, plus an index). Training and --check-data
+then read the packs (`--layout auto` prefers them; `--layout twostream` still reads the
+folders). Worth it where opening files is slow (network file systems, spinning disks, the
+seed's setup); on a local SSD with the frames in the page cache it changes little (see the
+README's performance section).
+
+Each pack is written to a temporary file and renamed when complete, so an interrupted run
+can be started again: packs that are complete and match the frame count are skipped.
+A video with a missing or unreadable frame file is reported and not packed (exit status 1).
+"""
+import argparse
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from tqdm import tqdm
+
+from dataloader.layout import open_layout
+from dataloader.packed import SUFFIX, PackError, PackFile, write_pack
+
+SOURCES = {"rgb": ("rgb",), "flow": ("u", "v")}
+
+
+def is_packed(path, n):
+    """Whether `path` is a complete pack of n frames."""
+    try:
+        pack = PackFile(path)
+    except (OSError, PackError):
+        return False
+    try:
+        return len(pack) == n
+    finally:
+        pack.close()
+
+
+def pack_video(layout, video, modality, out):
+    """Write the packs of one video and modality. Returns (packs written, packs up to date)."""
+    n = layout.num_frames(video, modality)  # flow: u and v packs both hold min(u, v) frames
+    paths_of = layout.frame_paths(video, modality)
+    written = fresh = 0
+    for k, source in enumerate(SOURCES[modality]):
+        dst = os.path.join(out, source, video + SUFFIX)
+        if is_packed(dst, n):
+            fresh += 1
+            continue
+        frames = []
+        for i in range(n):
+            path = paths_of(i)
+            with open(path[k] if isinstance(path, tuple) else path, "rb") as f:
+                frames.append(f.read())
+        write_pack(dst, frames)
+        written += 1
+    return written, fresh
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m tools.pack_frames", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-root", required=True, help="folder with jpegs_256/ + tvl1_flow/ or rawframes/")
+    p.add_argument("--layout", choices=("auto", "twostream", "mmaction"), default="auto", help="layout to read")
+    p.add_argument("--rgb-dir", help="RGB frame folder (default DATA_ROOT/jpegs_256)")
+    p.add_argument("--flow-dir", help="flow folder with u/ and v/ (default DATA_ROOT/tvl1_flow)")
+    p.add_argument("--frames-dir", help="mmaction rawframes folder (default DATA_ROOT/rawframes)")
+    p.add_argument("--out", help="where the packs go (default DATA_ROOT/packed, where training looks)")
+    p.add_argument("--modality", nargs="+", choices=("rgb", "flow"), default=["rgb", "flow"],
+                   help="which frames to pack")
+    p.add_argument("--workers", type=int, default=8, help="videos packed at the same time (threads: disk-bound)")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    out = args.out or os.path.join(args.data_root, "packed")
+    try:
+        layout = open_layout(args.layout, args.data_root, args.rgb_dir, args.flow_dir, args.frames_dir,
+                             allow_packed=False)
+        jobs = [(v, m) for m in args.modality for v in layout.videos(m)]
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for m in args.modality:
+        for source in SOURCES[m]:
+            os.makedirs(os.path.join(out, source), exist_ok=True)
+
+    written = fresh = 0
+    failed = []
+    with ThreadPoolExecutor(args.workers) as pool, tqdm(total=len(jobs), unit="video", dynamic_ncols=True) as bar:
+        futures = {pool.submit(pack_video, layout, v, m, out): (v, m) for v, m in jobs}
+        for future in futures:  # in submission order; the pool runs ahead
+            try:
+                w, f = future.result()
+                written, fresh = written + w, fresh + f
+            except OSError as e:
+                failed.append(f"{futures[future][0]} ({futures[future][1]}): {e}")
+            bar.update()
+    print(f"{out}: {written} packs written, {fresh} already complete, {len(failed)} videos failed", file=sys.stderr)
+    for line in failed:
+        print(f"  not packed: {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
