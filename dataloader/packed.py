@@ -16,6 +16,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+import utils
+
 MAGIC = b"TSNPACK1"
 SUFFIX = ".pack"
 
@@ -30,21 +32,15 @@ def write_pack(path, frames):
     sizes = np.array([len(f) for f in frames], dtype=np.uint64)
     header = len(MAGIC) + 8 + 8 * (len(frames) + 1)
     offsets = header + np.concatenate([[0], np.cumsum(sizes)]).astype(np.uint64)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(MAGIC)
-            f.write(np.uint64(len(frames)).tobytes())
-            f.write(offsets.astype("<u8").tobytes())
-            for frame in frames:
-                f.write(frame)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    def write(f):
+        f.write(MAGIC)
+        f.write(np.array(len(frames), "<u8").tobytes())
+        f.write(offsets.astype("<u8").tobytes())
+        for frame in frames:
+            f.write(frame)
+
+    utils.atomic_write(path, write)
 
 
 class PackFile:

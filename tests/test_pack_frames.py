@@ -85,7 +85,7 @@ def test_rerun_skips_complete_packs_and_redoes_damaged_ones(tmp_path, capsys):
     assert pack_frames.main(["--data-root", str(root), "--modality", "rgb"]) == 0
     assert "1 packs written, 7 already complete" in capsys.readouterr().err
     count_frames(entries(root).train, open_layout("auto", str(root)), "rgb")  # readable again
-    assert not [p for p in pack.parent.iterdir() if ".tmp-" in p.name]
+    assert sorted(p.name for p in pack.parent.iterdir()) == sorted(f"{v}.pack" for v, _ in entries(root).train + entries(root).test)
 
 
 def test_missing_frame_file_is_reported_and_the_video_not_packed(tmp_path, capsys):
