@@ -414,12 +414,12 @@ def evaluate(model, dataset, device, args, spec, info, desc):
         x, _ = _to_device(batch, device, spec.modality)
         with _autocast(device, args.amp):
             s = model.video_scores(x)  # (B, classes)
-        scores.append(s.float().cpu())
+        scores.append(s.float())  # stays on the device: no sync per batch
         indices.append(batch[3])
         bad += batch[4]
     elapsed = time.perf_counter() - start
     num_batches = max(len(scores), 1)
-    local = (np.concatenate(indices), torch.cat(scores).numpy()) if scores else None
+    local = (np.concatenate(indices), torch.cat(scores).cpu().numpy()) if scores else None
     parts = [local]
     if info.enabled:
         parts = [None] * info.world_size
