@@ -14,7 +14,7 @@ HandstandPushups / HandStandPushups spelling.
 """
 import os
 
-from dataloader.packed import SUFFIX, PackCache, PackedFrame
+from dataloader.packed import SOURCES, SUFFIX, PackCache, PackedFrame
 
 LAYOUTS = ("auto", "twostream", "mmaction", "packed")
 
@@ -83,8 +83,9 @@ class TwoStreamLayout:
     def videos(self, modality):
         """Names (as in the split lists) of the videos that have this modality."""
         self.require(modality)
-        keys = self._rgb.keys() if modality == "rgb" else self._u.keys() & self._v.keys()
-        return sorted(_video_name(os.path.basename((self._rgb if modality == "rgb" else self._u)[k])) for k in keys)
+        folders = self._rgb if modality == "rgb" else self._u
+        keys = folders.keys() if modality == "rgb" else self._u.keys() & self._v.keys()
+        return sorted(_video_name(os.path.basename(folders[k])) for k in keys)
 
 
 class MMActionLayout:
@@ -125,7 +126,6 @@ class MMActionLayout:
 
 class PackedLayout:
     name = "packed"
-    SOURCES = {"rgb": ("rgb",), "flow": ("u", "v")}
 
     def __init__(self, root):
         self.root = root
@@ -139,33 +139,33 @@ class PackedLayout:
         self._cache = PackCache()
 
     def require(self, modality):
-        missing = [s for s in self.SOURCES[modality] if s not in self._packs]
+        missing = [s for s in SOURCES[modality] if s not in self._packs]
         if missing:
             raise FileNotFoundError(f"no packed {modality} frames: {', '.join(os.path.join(self.root, s) for s in missing)} "
                                     "not found (pack them with python -m tools.pack_frames, or read the frame folders with --layout twostream / mmaction)")
 
     def has(self, video, modality):
         self.require(modality)
-        return all(video.lower() in self._packs[s] for s in self.SOURCES[modality])
+        return all(video.lower() in self._packs[s] for s in SOURCES[modality])
 
     def num_frames(self, video, modality):
         """From the packs' indexes; a truncated or corrupt pack raises PackError naming it."""
-        return min(len(self._cache.get(self._packs[s][video.lower()])) for s in self.SOURCES[modality])
+        return min(len(self._cache.get(self._packs[s][video.lower()])) for s in SOURCES[modality])
 
     def frame_paths(self, video, modality):
         """Function i -> the PackedFrame(s) of frame i: one for RGB, a (u, v) pair for flow."""
-        paths = [self._packs[s][video.lower()] for s in self.SOURCES[modality]]
+        paths = [self._packs[s][video.lower()] for s in SOURCES[modality]]
         if modality == "rgb":
             return lambda i: PackedFrame(self._cache, paths[0], i)
         return lambda i: (PackedFrame(self._cache, paths[0], i), PackedFrame(self._cache, paths[1], i))
 
     def describe(self, modality):
-        return os.path.join(self.root, "{" + ",".join(self.SOURCES[modality]) + "}")
+        return os.path.join(self.root, "{" + ",".join(SOURCES[modality]) + "}")
 
     def videos(self, modality):
         self.require(modality)
-        keys = set.intersection(*(set(self._packs[s]) for s in self.SOURCES[modality]))
-        return sorted(os.path.basename(self._packs[self.SOURCES[modality][0]][k])[:-len(SUFFIX)] for k in keys)
+        keys = set.intersection(*(set(self._packs[s]) for s in SOURCES[modality]))
+        return sorted(os.path.basename(self._packs[SOURCES[modality][0]][k])[:-len(SUFFIX)] for k in keys)
 
 
 def open_layout(layout, data_root, rgb_dir=None, flow_dir=None, frames_dir=None, packed_dir=None, allow_packed=True):

@@ -20,6 +20,7 @@ import utils
 
 MAGIC = b"TSNPACK1"
 SUFFIX = ".pack"
+SOURCES = {"rgb": ("rgb",), "flow": ("u", "v")}  # the packs of a video, per modality
 
 
 class PackError(ValueError):

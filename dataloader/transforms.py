@@ -32,21 +32,18 @@ def mirror(x, flip):
     return x
 
 
-def affine(modality, flip, channels, dtype=torch.float32):
-    """scale, shift (flip.shape + (C, 1, 1), on the CPU) with x * scale + shift = (x / 255 - mean) / std.
+def affine(modality, channels, flip=None, dtype=torch.float32):
+    """scale, shift (on the CPU, broadcastable to x) with x * scale + shift = (x / 255 - mean) / std.
 
     Mirroring a flow field also reverses its horizontal component, u -> 255 - u on the u
     channels (even indices: u1, v1, u2, v2, ...) of the flipped samples; that is affine
-    too: (255 - u) * s + b = u * (-s) + (255 * s + b)."""
-    if modality == "rgb":
-        mean, std = torch.tensor(RGB_MEAN, dtype=torch.float64), torch.tensor(RGB_STD, dtype=torch.float64)
-    else:
-        mean, std = torch.full((channels,), FLOW_MEAN, dtype=torch.float64), torch.full((channels,), FLOW_STD, dtype=torch.float64)
+    too: (255 - u) * s + b = u * (-s) + (255 * s + b). So for flow with `flip` (bool,
+    x.shape[:-3]) the factors are per sample: flip.shape + (C, 1, 1)."""
+    mean = torch.tensor(RGB_MEAN if modality == "rgb" else [FLOW_MEAN] * channels, dtype=torch.float64)
+    std = torch.tensor(RGB_STD if modality == "rgb" else [FLOW_STD] * channels, dtype=torch.float64)
     scale, shift = 1 / (255 * std), -mean / std  # (C,)
-    flip = flip.cpu()
-    scale, shift = scale.expand(*flip.shape, channels).clone(), shift.expand(*flip.shape, channels).clone()
-    if modality == "flow":
-        invert = flip.unsqueeze(-1) & (torch.arange(channels) % 2 == 0)  # (..., C)
+    if modality == "flow" and flip is not None:
+        invert = flip.cpu().unsqueeze(-1) & (torch.arange(channels) % 2 == 0)  # (..., C)
         shift = torch.where(invert, shift + 255 * scale, shift)
         scale = torch.where(invert, -scale, scale)
     return scale[..., None, None].to(dtype), shift[..., None, None].to(dtype)
@@ -55,9 +52,7 @@ def affine(modality, flip, channels, dtype=torch.float32):
 def normalize(x, modality, flip=None, dtype=torch.float32):
     """uint8 (..., C, H, W) -> float, zero-centred; with `flip` (bool, x.shape[:-3]) the u
     channels of flipped flow samples are also inverted. One conversion, one multiply-add."""
-    if flip is None:
-        flip = torch.zeros(x.shape[:-3], dtype=torch.bool)
-    scale, shift = affine(modality, flip, x.shape[-3], dtype)
+    scale, shift = affine(modality, x.shape[-3], flip, dtype)
     return x.to(dtype).mul_(scale.to(x.device)).add_(shift.to(x.device))
 
 

@@ -23,9 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from tqdm import tqdm
 
 from dataloader.layout import open_layout
-from dataloader.packed import SUFFIX, PackError, PackFile, write_pack
-
-SOURCES = {"rgb": ("rgb",), "flow": ("u", "v")}
+from dataloader.packed import SOURCES, SUFFIX, PackError, PackFile, write_pack
 
 
 def is_packed(path, n):
