@@ -14,7 +14,7 @@ from dataloader.layout import open_layout
 from dataloader.splits import load_split
 from dataloader.transforms import FLOW_STD, RGB_STD, mirror, normalize
 from tools import benchmark
-from tools.make_synthetic import generate
+from dataloader.synthetic import generate
 
 # The two paths decode the same JPEGs with different libraries (OpenCV vs Pillow). Both
 # bundle libjpeg-turbo here and agree exactly, but other builds (libjpeg 9, other IDCT or

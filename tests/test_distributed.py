@@ -8,7 +8,7 @@ import numpy as np
 import utils
 from engine import main
 from spatial_cnn import SPATIAL
-from tools.make_synthetic import generate
+from dataloader.synthetic import generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "4", "--workers", "1",

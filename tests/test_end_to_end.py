@@ -14,8 +14,8 @@ import utils
 from engine import main
 from motion_cnn import MOTION
 from spatial_cnn import SPATIAL
-from tools.make_synthetic import cue_accuracy as synthetic_cue_accuracy
-from tools.make_synthetic import generate
+from dataloader.synthetic import cue_accuracy as synthetic_cue_accuracy
+from dataloader.synthetic import generate
 
 TRAIN = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "4", "--workers", "1",
          "--num-segments", "2", "--test-frames", "3", "--val-groups", "0", "--lr", "0.003",

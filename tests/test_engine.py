@@ -12,7 +12,7 @@ from motion_cnn import MOTION
 from spatial_cnn import SPATIAL
 from tiny import FAST as TINY
 from tiny import make_tiny_data
-from tools.make_synthetic import generate
+from dataloader.synthetic import generate
 
 FAST = [*TINY, "--seed", "3"]
 

@@ -3,13 +3,11 @@ import json
 import os
 import pickle
 import struct
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import fusion  # noqa: E402
+import fusion
 
 BUILTIN_ROWS = ["spatial", "motion", "average", "max", "weighted 1:2", "weighted 2:1", "var[top 5]", "var"]
 

@@ -1,18 +1,16 @@
-"""tools/make_synthetic.py: layouts and split lists readable by dataloader/, and the cues
+"""dataloader/synthetic.py (and its CLI tools/make_synthetic.py): layouts and split lists readable by dataloader/, and the cues
 (colour only in RGB, direction only in flow) checked with plain numpy on the decoded files."""
 import filecmp
 import os
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from dataloader.layout import open_layout  # noqa: E402
-from dataloader.splits import load_split, video_group  # noqa: E402
-from tools.make_synthetic import class_names, generate, main, render_video  # noqa: E402
+from dataloader.layout import open_layout
+from dataloader.splits import load_split, video_group
+from dataloader.synthetic import class_names, generate, render_video
+from tools.make_synthetic import main
 
 # Expected dominant channels (RGB order) of each colour, written independently of the tool.
 DOMINANT = {"red": [0], "green": [1], "blue": [2]}
@@ -243,7 +241,7 @@ def test_side_motion_is_flip_invariant_class():
 
 
 def test_cue_accuracy_counts_each_cue_separately():
-    from tools.make_synthetic import cue_accuracy
+    from dataloader.synthetic import cue_accuracy
     classes = ["BlueDown", "BlueUp", "RedDown", "RedUp"]
     one_hot = lambda i: np.eye(4, dtype=np.float32)[i]
     f = {"classes": classes,

@@ -14,7 +14,7 @@ from engine import main
 from spatial_cnn import SPATIAL
 from tiny import FAST, make_tiny_data
 from tools import pack_frames
-from tools.make_synthetic import generate
+from dataloader.synthetic import generate
 
 
 @pytest.fixture(scope="module")

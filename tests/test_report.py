@@ -5,9 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import utils  # noqa: E402
-from tools import report  # noqa: E402
+import utils
+from tools import report
 
 TRAIN = [  # Epoch, Batch Time, Data Time, Loss, Prec@1, Prec@5, lr
     ["0", "5.211", "4.612", "2.25475", "49.3237", "71.144", "0.0005"],

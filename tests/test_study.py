@@ -2,15 +2,13 @@
 and its restart logic (skip, resume, restart, failure) with a stand-in CLI."""
 import json
 import os
-import sys
 import textwrap
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools import report, study  # noqa: E402
-from tiny import FAST as TINY  # noqa: E402
-from tiny import make_tiny_data  # noqa: E402
+from tools import report, study
+from tiny import FAST as TINY
+from tiny import make_tiny_data
 
 FAST = [*TINY, "--epochs", "1", "--device", "cpu"]
 

@@ -1,5 +1,5 @@
 """Tiny generated data and fast options for the tests that run real trainings."""
-from tools.make_synthetic import generate
+from dataloader.synthetic import generate
 
 # 4 classes at 48x40, 32-pixel crops, 2 segments, 3 test positions: about a second an epoch.
 FAST = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "4", "--workers", "0",

@@ -288,7 +288,7 @@ def prepare_data(args):
     """The data root: --data-root, or a synthetic set generated in a temporary folder."""
     if not uses_synthetic(args):
         return args.data_root
-    from tools.make_synthetic import generate
+    from dataloader.synthetic import generate
     root = tempfile.mkdtemp(prefix="benchmark-synthetic-")
     lo, hi = args.synthetic_frames
     generate(root, appearances=3, motions=2, videos_per_class=args.synthetic_videos, width=args.frame_width,

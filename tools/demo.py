@@ -30,7 +30,7 @@ def sh(cmd):
 def print_cue_accuracy(out):
     """What each stream learned: top-1 cannot show it, since each stream sees one cue only."""
     import utils
-    from tools.make_synthetic import cue_accuracy
+    from dataloader.synthetic import cue_accuracy
     print("\nWhat each stream learned (test videos whose predicted class has the right cue):")
     for stream in ("spatial", "motion"):
         acc = cue_accuracy(utils.load_pickle_safe(os.path.join(out, stream, "video_scores_best.pkl")))

@@ -1,0 +1,334 @@
+"""Generate a small synthetic action data set in the real UCF101/HMDB51 on-disk layouts.
+
+    from dataloader.synthetic import generate
+    generate("data/synth")                       # 6 classes, 60 videos
+    python -m tools.make_synthetic data/synth    # the same from the command line
+
+Each class is an appearance cue x a motion cue (e.g. `RedUp`, `BlueDown`):
+- appearance = the colour of one large square or disc; it is visible in every single RGB
+  frame, so the spatial stream can learn it, but it is never written into the flow;
+- motion = the object's direction (Up, Down and optionally Side); it is written only into
+  the flow frames. A single RGB frame does not reveal it: the object starts at a uniformly
+  random place and wraps around the frame edges, so its position is unrelated to the class.
+Only a fusion of the two streams can therefore tell all classes apart.
+
+Motion classes are chosen to survive the horizontal-flip augmentation used in training
+(which mirrors the frames and negates u): Up/Down are unchanged by it, and `Side` means
+left or right at random per video, so flipping maps Side to Side. Left vs right would not
+be a learnable class under that augmentation.
+
+Flow is written directly from the known motion (no optical-flow estimation), quantised as
+TV-L1 dumps are: q = round(255 * (clip(f, -20, 20) + 20) / 40), grayscale JPEG.
+
+Classes are listed alphabetically, so labels agree between the UCF101-style lists
+(classInd.txt) and the HMDB51 reader (which sorts the per-class files).
+"""
+import json
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+
+# Saturated RGB colours far from the dull, low-saturation backgrounds.
+COLOURS = {
+    "Red": (230, 30, 30),
+    "Green": (30, 210, 30),
+    "Blue": (40, 60, 235),
+    "Yellow": (230, 220, 30),
+    "Magenta": (220, 30, 220),
+    "Cyan": (30, 215, 225),
+}
+MOTIONS = ("Up", "Down", "Side")
+FLOW_BOUND = 20.0          # the dense_flow / denseflow bound
+NUM_GROUPS = 25            # UCF101 actor groups g01..g25
+GROUPS_PER_SPLIT = 7       # split s tests groups 7(s-1)+1 .. 7s, as UCF101
+SPEED_RANGE = (4.0, 6.0)   # px/frame: quantised values 153..166 / 102..90, far from 128
+SIZE_RANGE = (0.38, 0.50)  # object side (or diameter) as a fraction of min(width, height)
+FLOW_NOISE = 2             # quantisation steps (+-0.3 px), uniform
+COLOUR_JITTER = 15         # per-video jitter of the object colour, per channel
+# Everything this tool writes under OUT; --overwrite removes only these.
+MARKER = "synthetic.json"
+MANAGED = ("jpegs_256", "tvl1_flow", "rawframes", "ucfTrainTestlist", "testTrainMulti_7030_splits", MARKER)
+
+
+def class_specs(appearances=3, motions=2, dataset="ucf101"):
+    """[(class name, colour name, motion name)] sorted by name (see the module docstring)."""
+    specs = []
+    for colour in list(COLOURS)[:appearances]:
+        for motion in MOTIONS[:motions]:
+            name = colour + motion if dataset == "ucf101" else f"{colour.lower()}_{motion.lower()}"
+            specs.append((name, colour, motion))
+    return sorted(specs)
+
+
+def class_names(appearances=3, motions=2, dataset="ucf101"):
+    """Class names, index = label: CamelCase (`RedUp`) for UCF101, `red_up` for HMDB51."""
+    return [name for name, _, _ in class_specs(appearances, motions, dataset)]
+
+
+def cue_accuracy(score_file):
+    """For a video_scores.pkl of a synthetic set: the fraction of videos whose predicted
+    class has the right colour and the right motion. Top-1 hides what a stream learned
+    (a perfect spatial stream still guesses the motion); these two numbers show it."""
+    specs = {name: (colour, motion) for appearances in range(1, len(COLOURS) + 1)
+             for motions in range(1, len(MOTIONS) + 1) for dataset in ("ucf101", "hmdb51")
+             for name, colour, motion in class_specs(appearances, motions, dataset)}
+    classes = score_file["classes"]
+    pairs = [(specs[classes[int(np.argmax(s))]], specs[classes[score_file["labels"][v]]])
+             for v, s in score_file["scores"].items()]
+    return {"colour": float(np.mean([p[0] == t[0] for p, t in pairs])),
+            "motion": float(np.mean([p[1] == t[1] for p, t in pairs]))}
+
+
+def quantize_flow(flow):
+    """Flow in px/frame -> uint8 as TV-L1 dumps store it (bound 20, 127.5 = no motion)."""
+    f = np.clip(flow, -FLOW_BOUND, FLOW_BOUND)
+    return np.rint(255.0 * (f + FLOW_BOUND) / (2 * FLOW_BOUND)).astype(np.uint8)
+
+
+def _background(rng, height, width):
+    """A static texture: smoothed noise at two scales, mid/low brightness, a weak random
+    tint. Its tint and brightness are drawn independently of the class on purpose."""
+    base = rng.uniform(45.0, 110.0)
+    coarse = rng.standard_normal((height // 12 + 2, width // 12 + 2)).astype(np.float32)
+    fine = rng.standard_normal((height // 4 + 2, width // 4 + 2)).astype(np.float32)
+    tex = (cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC) * 18.0
+           + cv2.resize(fine, (width, height), interpolation=cv2.INTER_LINEAR) * 7.0)
+    tint = rng.uniform(0.7, 1.0, size=3).astype(np.float32)
+    return np.clip(base + tex, 0, 255)[..., None] * tint  # (H, W, 3) float32, low saturation
+
+
+def _velocity(rng, motion):
+    """(u, v) in px/frame; u positive right, v positive down (image coordinates)."""
+    speed = rng.uniform(*SPEED_RANGE)
+    if motion == "Up":
+        return 0.0, -speed
+    if motion == "Down":
+        return 0.0, speed
+    return speed * rng.choice([-1.0, 1.0]), 0.0  # Side: left or right, so flips map it to itself
+
+
+def _object_masks(rng, n_frames, height, width, vx, vy):
+    """(N, H, W) bool masks of the object in each frame, moving by (vx, vy) per frame and
+    wrapping around the edges (toroidally), so no single frame's position encodes motion."""
+    size = rng.uniform(*SIZE_RANGE) * min(height, width)
+    disc = rng.random() < 0.5
+    t = np.arange(n_frames)
+    cx = rng.uniform(0, width) + vx * t
+    cy = rng.uniform(0, height) + vy * t
+    # Signed toroidal distance from each pixel centre to the object centre.
+    dx = (np.arange(width)[None, :] + 0.5 - cx[:, None] + width / 2) % width - width / 2    # (N, W)
+    dy = (np.arange(height)[None, :] + 0.5 - cy[:, None] + height / 2) % height - height / 2  # (N, H)
+    if disc:
+        return dy[:, :, None] ** 2 + dx[:, None, :] ** 2 <= (size / 2) ** 2
+    return (np.abs(dy) <= size / 2)[:, :, None] & (np.abs(dx) <= size / 2)[:, None, :]
+
+
+def render_video(rng, colour, motion, n_frames, width=160, height=120):
+    """Render one video in memory.
+
+    Returns (rgb, u, v): rgb (N, H, W, 3) uint8 in RGB order, u and v (N-1, H, W) uint8
+    quantised flow, where flow frame t is the motion from RGB frame t to t+1 at the pixels
+    of frame t (as TV-L1 dumps). The flow never sees the colour, the RGB never the velocity.
+    Everything is composed in uint8 with integer noise: float images made this several
+    times slower than writing the JPEGs.
+    """
+    vx, vy = _velocity(rng, motion)
+    masks = _object_masks(rng, n_frames, height, width, vx, vy)
+    colour_rgb = np.array(COLOURS[colour], np.float64) + rng.uniform(-COLOUR_JITTER, COLOUR_JITTER, 3)
+    # Clip to [4, 251] so that adding noise in [-4, 4] cannot wrap around in uint8.
+    colour_rgb = np.clip(np.rint(colour_rgb), 4, 251).astype(np.uint8)
+    background = np.clip(np.rint(_background(rng, height, width)), 4, 251).astype(np.uint8)
+    # Compose channel planes (3, N, H, W): np.where is several times faster there than on
+    # interleaved (N, H, W, 3) pixels.
+    planes = np.where(masks[None], colour_rgb[:, None, None, None],
+                      np.ascontiguousarray(background.transpose(2, 0, 1))[:, None])
+    # Per-frame noise in [-4, 4] from random bytes (uniform 0..7 + a fair bit, mean 4):
+    # rng.integers on uint8 is slow here.
+    b = np.frombuffer(rng.bytes(planes.size), np.uint8).reshape(planes.shape)
+    planes += (b & 7) + ((b >> 4) & 1)
+    planes -= np.uint8(4)
+    rgb = np.moveaxis(planes, 0, -1)  # (N, H, W, 3) view
+
+    # Flow = velocity inside the object, 0 outside, plus noise. The noise is added in
+    # quantisation steps (1 step = 40/255 px), which is the same as quantising a flow
+    # whose noise falls on the quantisation grid, and avoids float images.
+    obj = masks[:-1]
+    flows = []
+    for velocity in (vx, vy):
+        levels = quantize_flow(np.array([0.0, velocity])).astype(np.int16)
+        q = np.where(obj, levels[1], levels[0]).astype(np.int16)
+        q += rng.integers(-FLOW_NOISE, FLOW_NOISE + 1, size=q.shape, dtype=np.int16)
+        flows.append(np.clip(q, 0, 255).astype(np.uint8))
+    return rgb, flows[0], flows[1]
+
+
+def _video_name(dataset, cls, group, clip):
+    """UCF101: `RedUp_g08_c01`; HMDB51: `film08_red_up_clip01` (the part before `_<class>_`
+    is the source film, which dataloader.splits.video_group uses as the group)."""
+    if dataset == "ucf101":
+        return f"{cls}_g{group:02d}_c{clip:02d}"
+    return f"film{group:02d}_{cls}_clip{clip:02d}"
+
+
+def plan_videos(specs, videos_per_class, dataset):
+    """[(video, class index, group, video index in class)]. Video i of n in a class gets
+    group 1 + i*25//n, so every class spreads over the 25 groups and every split tests
+    some videos of every class."""
+    videos = []
+    for label, (cls, _, _) in enumerate(specs):
+        clips = {}
+        for i in range(videos_per_class):
+            group = 1 + i * NUM_GROUPS // videos_per_class
+            clips[group] = clips.get(group, 0) + 1
+            videos.append((_video_name(dataset, cls, group, clips[group]), label, group, i))
+    return videos
+
+
+def is_test_group(group, split):
+    return GROUPS_PER_SPLIT * (split - 1) < group <= GROUPS_PER_SPLIT * split
+
+
+def write_split_lists(out, dataset, classes, videos):
+    """Write the three official-style splits. UCF101 files use CRLF like the originals;
+    HMDB51 lines carry the originals' trailing space. Returns the folder written."""
+    if dataset == "ucf101":
+        folder = os.path.join(out, "ucfTrainTestlist")
+        os.makedirs(folder, exist_ok=True)
+
+        def write(name, lines):
+            with open(os.path.join(folder, name), "w", newline="") as f:
+                f.write("".join(line + "\r\n" for line in lines))
+
+        write("classInd.txt", [f"{i + 1} {c}" for i, c in enumerate(classes)])
+        for s in (1, 2, 3):
+            write(f"trainlist0{s}.txt", [f"{classes[y]}/v_{v}.avi {y + 1}"
+                                         for v, y, g, _ in videos if not is_test_group(g, s)])
+            write(f"testlist0{s}.txt", [f"{classes[y]}/v_{v}.avi"
+                                        for v, y, g, _ in videos if is_test_group(g, s)])
+        return folder
+    folder = os.path.join(out, "testTrainMulti_7030_splits")
+    os.makedirs(folder, exist_ok=True)
+    for label, cls in enumerate(classes):
+        for s in (1, 2, 3):
+            lines = [f"{v}.avi {2 if is_test_group(g, s) else 1} \n" for v, y, g, _ in videos if y == label]
+            with open(os.path.join(folder, f"{cls}_test_split{s}.txt"), "w", newline="") as f:
+                f.write("".join(lines))
+    return folder
+
+
+def _frame_paths(out, layout, dataset, cls, video):
+    """Functions i -> path (1-based file numbers) for rgb, u, v, with their folders made."""
+    folder_name = f"v_{video}" if dataset == "ucf101" else video
+    if layout == "twostream":
+        dirs = [os.path.join(out, "jpegs_256", folder_name),
+                os.path.join(out, "tvl1_flow", "u", folder_name),
+                os.path.join(out, "tvl1_flow", "v", folder_name)]
+        for d in dirs:
+            os.makedirs(d, exist_ok=True)
+        return [lambda i, d=d: os.path.join(d, f"frame{i + 1:06d}.jpg") for d in dirs]
+    d = os.path.join(out, "rawframes", cls, folder_name)
+    os.makedirs(d, exist_ok=True)
+    return [lambda i, p=p: os.path.join(d, f"{p}_{i + 1:05d}.jpg") for p in ("img", "flow_x", "flow_y")]
+
+
+def _write_jpeg(path, image, quality):
+    if not cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)]):
+        raise OSError(f"could not write {path}")
+
+
+def _clear_previous(out, overwrite):
+    """Refuse to mix with an earlier data set; with overwrite, delete only what this tool
+    made before (it leaves a marker file), never real data that happens to be in OUT."""
+    existing = [m for m in MANAGED if os.path.exists(os.path.join(out, m))]
+    if not existing:
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} already holds {', '.join(existing)}; choose an empty "
+                              "folder or pass --overwrite to replace an earlier synthetic set")
+    if not os.path.isfile(os.path.join(out, MARKER)):
+        raise FileExistsError(f"{out} holds {', '.join(existing)} but no {MARKER}: not made by "
+                              "this tool, refusing to delete it")
+    for m in existing:
+        path = os.path.join(out, m)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def _check_options(appearances, motions, videos_per_class, width, height, min_frames, max_frames,
+                   layout, dataset, quality, seed=0):
+    if not 1 <= appearances <= len(COLOURS):
+        raise ValueError(f"appearances must be 1..{len(COLOURS)}, not {appearances}")
+    if not 1 <= motions <= len(MOTIONS):
+        raise ValueError(f"motions must be 1..{len(MOTIONS)}, not {motions}")
+    if videos_per_class < 1:
+        raise ValueError(f"videos_per_class must be at least 1, not {videos_per_class}")
+    if width < 32 or height < 32:
+        raise ValueError(f"frames must be at least 32x32, not {width}x{height}")
+    if not 2 <= min_frames <= max_frames:
+        raise ValueError(f"need 2 <= min_frames <= max_frames (a flow frame needs two RGB frames), "
+                         f"got {min_frames}..{max_frames}")
+    if layout not in ("twostream", "mmaction"):
+        raise ValueError(f"layout must be twostream or mmaction, not {layout}")
+    if dataset not in ("ucf101", "hmdb51"):
+        raise ValueError(f"dataset must be ucf101 or hmdb51, not {dataset}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be 1..100, not {quality}")
+
+
+def generate(out, appearances=3, motions=2, videos_per_class=10, width=160, height=120,
+             min_frames=16, max_frames=32, seed=0, layout="twostream", dataset="ucf101",
+             quality=90, overwrite=False, verbose=True):
+    """Write the data set under `out`; returns the manifest (also saved as out/synthetic.json)."""
+    options = dict(appearances=appearances, motions=motions, videos_per_class=videos_per_class,
+                   width=width, height=height, min_frames=min_frames, max_frames=max_frames,
+                   seed=seed, layout=layout, dataset=dataset, quality=quality)
+    _check_options(**options)
+    start = time.time()
+    os.makedirs(out, exist_ok=True)
+    _clear_previous(out, overwrite)
+    specs = class_specs(appearances, motions, dataset)
+    classes = [name for name, _, _ in specs]
+    videos = plan_videos(specs, videos_per_class, dataset)
+    total = 0
+    # Creating thousands of small files dominates the run time; cv2.imwrite releases the
+    # GIL, so a few threads overlap the file system waits. Files do not depend on the order.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for video, label, group, index in videos:
+            cls, colour, motion = specs[label]
+            # One generator per video, keyed by the cue indices rather than the class index,
+            # so a video does not change when other options (class count, order) change.
+            key = [seed, list(COLOURS).index(colour), MOTIONS.index(motion), index]
+            rng = np.random.default_rng(key)
+            n = int(rng.integers(min_frames, max_frames + 1))
+            rgb, u, v = render_video(rng, colour, motion, n, width, height)
+            rgb_path, u_path, v_path = _frame_paths(out, layout, dataset, cls, video)
+            jobs = [(rgb_path(i), cv2.cvtColor(rgb[i], cv2.COLOR_RGB2BGR)) for i in range(n)]  # cv2 wants BGR
+            jobs += [(u_path(i), u[i]) for i in range(n - 1)] + [(v_path(i), v[i]) for i in range(n - 1)]
+            list(pool.map(lambda job: _write_jpeg(*job, quality), jobs))
+            total += n
+    splits_dir = write_split_lists(out, dataset, classes, videos)
+    manifest = dict(options, classes=classes, num_videos=len(videos), rgb_frames=total,
+                    flow_frames=total - len(videos), splits_dir=os.path.basename(splits_dir))
+    with open(os.path.join(out, MARKER), "w") as f:
+        json.dump(manifest, f, indent=1)
+    _warn_thin_splits(videos, classes)
+    if verbose:
+        print(f"make_synthetic: {len(classes)} classes ({', '.join(classes)}), {len(videos)} videos, "
+              f"{total} RGB + {total - len(videos)} flow frames at {width}x{height}, {layout} layout "
+              f"with {dataset} split lists -> {out} ({time.time() - start:.1f} s)")
+    return manifest
+
+
+def _warn_thin_splits(videos, classes):
+    """Too few videos per class leave some split without train or test videos of a class."""
+    for s in (1, 2, 3):
+        for label, cls in enumerate(classes):
+            kinds = {is_test_group(g, s) for _, y, g, _ in videos if y == label}
+            if kinds != {True, False}:
+                print(f"make_synthetic: warning: split {s} has no {'test' if False in kinds else 'train'} "
+                      f"video of class {cls}; use more --videos-per-class", file=sys.stderr)
+                return
