@@ -10,8 +10,11 @@ Markdown table (rows = strategies, one top1/top5 column group per pair):
 
 Score files of the original two-stream code (a plain {video: scores} dict) carry no labels;
 they are read with the split lists: --splits-dir DIR --split N [--dataset ucf101|hmdb51].
-Formulas: /work/shared/REFERENCE.md section 4. Bad input exits with status 2 and one line
-on stderr naming the file.
+The strategies and their formulas are in docs/method.md ("Fusing the two streams"). Bad
+input exits with status 2 and one line on stderr naming the file.
+
+As a library: `fuse_score_files(spatial_paths, motion_paths, ...)` returns the same tables
+(tools.study uses it); the strategies are plain numpy functions on (V, C) score matrices.
 """
 import argparse
 import math
@@ -21,7 +24,6 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
-import torch
 
 import utils
 from dataloader.splits import DATASETS, SplitError, load_split
@@ -115,18 +117,11 @@ def table_rows(topk=DEFAULT_TOPK, weights=()):
     return rows
 
 
-def evaluate(scores, labels):
-    """Top-1, top-5 and mean class accuracy (%) of (V, C) scores against (V,) labels."""
-    top1, top5 = utils.accuracy(torch.from_numpy(scores), torch.from_numpy(labels), TOPK_METRICS)
-    mca = utils.mean_class_accuracy(scores.argmax(axis=1), labels, scores.shape[1])
-    return {"top1": top1, "top5": top5, "mean_class_acc": mca}
-
-
 def fusion_table(S, T, labels, rows, normalize="none"):
     """{row name: metrics} for aligned (V, C) scores S, T and (V,) labels."""
     if normalize == "softmax":
         S, T = softmax(S), softmax(T)
-    return {name: evaluate(fn(S, T), labels) for name, fn in rows.items()}
+    return {name: utils.video_metrics(fn(S, T), labels, TOPK_METRICS) for name, fn in rows.items()}
 
 
 # ---------------------------------------------------------------- loading and checking
@@ -324,18 +319,14 @@ def pair_names(pairs, names=None):
     return out
 
 
-def _cell(text):
-    return str(text).replace("|", "\\|")
-
-
 def format_markdown(results, rows):
     """results: {pair name: {row: metrics}} -> Markdown table, one top1/top5 group per pair."""
     pairs = list(results)
-    head = ["strategy"] + [f"{_cell(p)} {m}" for p in pairs for m in ("top1", "top5")]
+    head = ["strategy"] + [f"{utils.md_cell(p)} {m}" for p in pairs for m in ("top1", "top5")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
     for row in rows:
         cells = [f"{results[p][row][m]:.2f}" for p in pairs for m in ("top1", "top5")]
-        lines.append("| " + " | ".join([_cell(row)] + cells) + " |")
+        lines.append("| " + " | ".join([utils.md_cell(row)] + cells) + " |")
     return "\n".join(lines)
 
 
@@ -411,17 +402,33 @@ def build_parser():
     return p
 
 
-def run(args):
-    """Everything after argument parsing; raises FusionError on bad input."""
-    if len(args.spatial) != len(args.motion):
-        raise FusionError(f"{len(args.spatial)} --spatial files but {len(args.motion)} --motion files; "
+@dataclass
+class FusionResult:
+    header: list   # one line per pair: its files, videos and classes
+    rows: list     # strategy names, in table order
+    tables: dict   # {normalisation: {pair name: {strategy: {top1, top5, mean_class_acc}}}}
+
+    def markdown(self):
+        """The header lines, then one Markdown table per normalisation."""
+        out = list(self.header)
+        for norm, results in self.tables.items():
+            label = "none (raw scores)" if norm == "none" else "softmax (per video, per stream)"
+            out += ["", f"normalisation: {label}", "", format_markdown(results, self.rows)]
+        return "\n".join(out)
+
+    def report(self):
+        """{pair: {strategy: metrics}}; with two normalisations the pair names get a suffix."""
+        both = len(self.tables) > 1
+        return {f"{n} [{norm}]" if both else n: table
+                for norm, results in self.tables.items() for n, table in results.items()}
+
+
+def fuse_score_files(spatial, motion, names=None, weights=(), topk=DEFAULT_TOPK, normalize="none",
+                     intersect=False, splits=None):
+    """Fuse each pair (spatial[i], motion[i]) of score files; FusionError on bad input."""
+    if len(spatial) != len(motion):
+        raise FusionError(f"{len(spatial)} --spatial files but {len(motion)} --motion files; "
                           "they are paired by position")
-    splits = None
-    if args.splits_dir:
-        try:
-            splits = load_split(args.dataset, args.splits_dir, args.split)
-        except SplitError as e:
-            raise FusionError(str(e)) from None
     cache = {}  # a file shared by several pairs is read once
 
     def load(path):
@@ -429,23 +436,30 @@ def run(args):
             cache[path] = load_scores(path, splits)
         return cache[path]
 
-    pairs = [align(load(s), load(m), args.intersect) for s, m in zip(args.spatial, args.motion)]
-    names = pair_names(pairs, args.names)
+    pairs = [align(load(s), load(m), intersect) for s, m in zip(spatial, motion)]
+    names = pair_names(pairs, names)
     _warn_swapped(pairs)
-    rows = table_rows(args.topk, args.weights)
-    norms = NORMALISATIONS if args.normalize == "both" else (args.normalize,)
+    rows = table_rows(topk, weights)
+    norms = NORMALISATIONS if normalize == "both" else (normalize,)
+    tables = {norm: {n: fusion_table(p.S, p.T, p.labels, rows, norm) for n, p in zip(names, pairs)}
+              for norm in norms}
+    return FusionResult(header_lines(pairs, names), list(rows), tables)
 
-    out, report = [*header_lines(pairs, names)], {}
-    for norm in norms:
-        results = {n: fusion_table(p.S, p.T, p.labels, rows, norm) for n, p in zip(names, pairs)}
-        label = "none (raw scores)" if norm == "none" else "softmax (per video, per stream)"
-        out += ["", f"normalisation: {label}", "", format_markdown(results, rows)]
-        for n, table in results.items():
-            report[f"{n} [{norm}]" if len(norms) > 1 else n] = table
-    print("\n".join(out))
+
+def run(args):
+    """Everything after argument parsing; raises FusionError on bad input."""
+    splits = None
+    if args.splits_dir:
+        try:
+            splits = load_split(args.dataset, args.splits_dir, args.split)
+        except SplitError as e:
+            raise FusionError(str(e)) from None
+    result = fuse_score_files(args.spatial, args.motion, args.names, args.weights, args.topk, args.normalize,
+                              args.intersect, splits)
+    print(result.markdown())
     if args.json:
         try:
-            utils.save_json(report, args.json)
+            utils.save_json(result.report(), args.json)
         except OSError as e:
             raise FusionError(f"{args.json}: cannot write ({e.strerror or e})") from None
 

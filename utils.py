@@ -61,6 +61,27 @@ def mean_class_accuracy(pred, labels, num_classes):
     return 100.0 * float(np.mean(np.diag(cm)[present] / support[present]))
 
 
+def video_metrics(scores, labels, ks=(1, 5)):
+    """Video-level top-1, top-5 and mean class accuracy (%) of (V, C) numpy scores against
+    (V,) labels: the numbers in the records and in the fusion tables."""
+    top1, top5 = accuracy(torch.from_numpy(scores), torch.from_numpy(labels), ks)
+    mca = mean_class_accuracy(scores.argmax(axis=1), labels, scores.shape[1])
+    return {"top1": top1, "top5": top5, "mean_class_acc": mca}
+
+
+def md_cell(value):
+    """Text safe inside a Markdown table cell."""
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(header, rows, numeric_from=1):
+    """Rows of cells -> a Markdown table; columns from `numeric_from` on right-aligned."""
+    align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- atomic writes
 def atomic_write(path, write_fn, mode="wb"):
     """Call write_fn(file) on a temporary file next to `path`, then rename it over `path`."""

@@ -10,6 +10,8 @@ happens later on the device (dataloader/transforms.py). Each item is
 Training randomness comes from a generator seeded by (seed, epoch, index), so a sample
 is the same whichever worker draws it and a resumed run sees the same data.
 """
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 import torch
@@ -175,9 +177,18 @@ class ClipDataset(Dataset):
         return torch.from_numpy(clip), np.array(flips, dtype=bool), label, index, bad
 
 
+class ClipBatch(NamedTuple):
+    """A batch of ClipDataset items, as collate_clips builds it. P = positions per video
+    (K segments in training, test positions x crops in evaluation)."""
+    clips: torch.Tensor      # (B, P, C, H, W) uint8
+    flips: np.ndarray        # (B, P) bool: mirror this position (flow: and invert u)
+    labels: np.ndarray       # (B,) int64
+    indices: np.ndarray      # (B,) int64: the items' indices in their dataset
+    bad_frames: int          # frames replaced under --on-bad-frame skip
+
+
 def collate_clips(items):
-    """A batch of ClipDataset items: clips uint8 tensor (B, P, C, H, W), flips bool (B, P),
-    labels int64 (B,), indices int64 (B,) as numpy arrays, and the count of bad frames.
+    """ClipDataset items -> one ClipBatch.
 
     Only the clips travel from a worker as a tensor (in shared memory); the small fields
     travel as numpy arrays, pickled by value. Each tensor a worker returns costs its own
@@ -187,7 +198,7 @@ def collate_clips(items):
     flips = np.stack([it[1] for it in items])
     labels = np.array([it[2] for it in items], dtype=np.int64)
     indices = np.array([it[3] for it in items], dtype=np.int64)
-    return clips, flips, labels, indices, sum(it[4] for it in items)
+    return ClipBatch(clips, flips, labels, indices, sum(it[4] for it in items))
 
 
 class EpochSampler(torch.utils.data.Sampler):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-import engine
 from dataloader.datasets import ClipDataset, collate_clips, count_frames
+from engine.loop import to_device
 from dataloader.layout import open_layout
 from dataloader.splits import load_split
 from dataloader.transforms import FLOW_STD, RGB_STD, mirror, normalize
@@ -85,7 +85,7 @@ def data(tmp_path_factory):
 
 def both_paths(data, modality, stack=4, crop=32, segments=3, seed=5, count=12):
     """Network input of the same items through the project's pipeline (ClipDataset, collate_clips,
-    engine._to_device) and through the classic baseline. Also returns the uint8 batch."""
+    engine.loop.to_device) and through the classic baseline. Also returns the uint8 batch."""
     entries, layout = data
     counts = count_frames(entries, layout, modality)
     ours = ClipDataset(entries, counts, layout, modality, stack=stack, crop_size=crop, train=True,
@@ -94,10 +94,10 @@ def both_paths(data, modality, stack=4, crop=32, segments=3, seed=5, count=12):
                                        stack=stack, crop_size=crop, num_segments=segments, seed=seed)
     items = benchmark.training_items(len(ours), seed, count)
     batch = collate_clips([ours[i] for i in items])
-    x, label = engine._to_device(batch, torch.device("cpu"), modality)
+    x, label = to_device(batch, torch.device("cpu"), modality)
     classic = default_collate([old[i] for i in items])
-    assert torch.equal(label, classic[1]) and np.array_equal(batch[3], classic[2].numpy())
-    assert batch[1].any() and not batch[1].all(), "the items must include flipped and unflipped videos"
+    assert torch.equal(label, classic[1]) and np.array_equal(batch.indices, classic[2].numpy())
+    assert batch.flips.any() and not batch.flips.all(), "the items must include flipped and unflipped videos"
     return x, classic[0], batch, old
 
 
@@ -113,8 +113,8 @@ def test_rgb_batches_match_the_classic_baseline(data):
     assert (x - classic).abs().mean().item() <= TOL["rgb"] / LEVELS / 2  # at most half a level on average
     # The comparison would catch: BGR order, a missing flip, a missing normalisation.
     assert max_diff(x.flip(2), classic) > 5 * TOL["rgb"]
-    assert max_diff(normalize(batch[0], "rgb"), classic) > 5 * TOL["rgb"]
-    assert max_diff(batch[0].float() / 255, classic) > 5 * TOL["rgb"]
+    assert max_diff(normalize(batch.clips, "rgb"), classic) > 5 * TOL["rgb"]
+    assert max_diff(batch.clips.float() / 255, classic) > 5 * TOL["rgb"]
 
 
 def test_flow_batches_match_the_classic_baseline(data, monkeypatch):
@@ -124,7 +124,7 @@ def test_flow_batches_match_the_classic_baseline(data, monkeypatch):
     assert (x - classic).abs().mean().item() <= TOL["flow"] / LEVELS / 2
 
     # The comparison would catch a flip that forgets to invert u, in either path:
-    clip, flip = batch[0], torch.from_numpy(batch[1])
+    clip, flip = batch.clips, torch.from_numpy(batch.flips)
     no_inversion = normalize(mirror(clip, flip), "flow")  # mirror only, u not inverted
     assert max_diff(no_inversion, classic) > 10 * TOL["flow"]
     monkeypatch.setattr(old, "INVERT_U", False)

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 
 import utils
-from engine import main
-from spatial_cnn import SPATIAL
+from engine.train import main
+from engine.streams import SPATIAL
 from dataloader.synthetic import generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

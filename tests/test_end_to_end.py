@@ -11,9 +11,9 @@ import pytest
 
 import fusion
 import utils
-from engine import main
-from motion_cnn import MOTION
-from spatial_cnn import SPATIAL
+from engine.train import main
+from engine.streams import MOTION
+from engine.streams import SPATIAL
 from dataloader.synthetic import cue_accuracy as synthetic_cue_accuracy
 from dataloader.synthetic import generate
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import utils
-from engine import main
-from motion_cnn import MOTION
-from spatial_cnn import SPATIAL
+from engine.train import main
+from engine.streams import MOTION
+from engine.streams import SPATIAL
 from tiny import FAST as TINY
 from tiny import make_tiny_data
 from dataloader.synthetic import generate
@@ -162,8 +162,8 @@ def test_both_streams_train_from_other_layouts_and_hmdb51(tmp_path, layout, data
 
 HUGE_PAGE_PROBE = """
 import os, sys
-import engine
-engine.enable_huge_pages()
+from engine.runtime import enable_huge_pages
+enable_huge_pages()
 import torch
 x = torch.ones(64 << 18)  # 64 MiB, allocated after the call, as in the training scripts
 with open("/proc/self/smaps_rollup") as f:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import utils
-from engine import main
-from spatial_cnn import SPATIAL
+from engine.train import main
+from engine.streams import SPATIAL
 from tiny import FAST as TINY
 from tiny import make_tiny_data
 

@@ -10,8 +10,8 @@ from dataloader.datasets import BadFrameError, ClipDataset, count_frames
 from dataloader.layout import PackedLayout, open_layout
 from dataloader.packed import MAGIC, PackError
 from dataloader.splits import load_split
-from engine import main
-from spatial_cnn import SPATIAL
+from engine.train import main
+from engine.streams import SPATIAL
 from tiny import FAST, make_tiny_data
 from tools import pack_frames
 from dataloader.synthetic import generate

@@ -1,4 +1,5 @@
-"""Tests of tools/report.py on hand-written records with known numbers."""
+"""Tests of tools/report.py and of the run records and pictures it shows (engine/records.py,
+engine/plots.py), on hand-written records with known numbers."""
 import os
 import sys
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 import utils
+from engine import plots, records
 from tools import report
 
 TRAIN = [  # Epoch, Batch Time, Data Time, Loss, Prec@1, Prec@5, lr
@@ -34,10 +36,10 @@ SELECTION = "val (3 held-out actor groups of the training list)"
 
 def write_run(path, consensus="mean", val=True, select_on_test=False, scores=True, classes=4):
     os.makedirs(path, exist_ok=True)
-    utils.save_csv([dict(zip(report.TRAIN_COLUMNS, r)) for r in TRAIN], report.TRAIN_COLUMNS, path / "train.csv")
-    utils.save_csv([dict(zip(report.EVAL_COLUMNS, r)) for r in TEST], report.EVAL_COLUMNS, path / "test.csv")
+    utils.save_csv([dict(zip(records.TRAIN_COLUMNS, r)) for r in TRAIN], records.TRAIN_COLUMNS, path / "train.csv")
+    utils.save_csv([dict(zip(records.EVAL_COLUMNS, r)) for r in TEST], records.EVAL_COLUMNS, path / "test.csv")
     if val:
-        utils.save_csv([dict(zip(report.EVAL_COLUMNS, r)) for r in VAL], report.EVAL_COLUMNS, path / "val.csv")
+        utils.save_csv([dict(zip(records.EVAL_COLUMNS, r)) for r in VAL], records.EVAL_COLUMNS, path / "val.csv")
     selection = ("test (seed protocol: model and LR schedule chosen on the test split; optimistic)"
                  if select_on_test else SELECTION if val else
                  "none (LR schedule on the training loss; no model selection)")
@@ -80,9 +82,9 @@ def test_tables_reproduce_the_csv_numbers_and_select_by_val(tmp_path, capsys):
     assert report.main([run]) == 0
     text = capsys.readouterr().out
     train, val, test, summary = tables(text)
-    assert train == [report.TRAIN_COLUMNS] + TRAIN  # every number verbatim, the seed's columns
-    assert val == [report.EVAL_COLUMNS] + VAL
-    assert test == [report.EVAL_COLUMNS] + TEST
+    assert train == [records.TRAIN_COLUMNS] + TRAIN  # every number verbatim, the seed's columns
+    assert val == [records.EVAL_COLUMNS] + VAL
+    assert test == [records.EVAL_COLUMNS] + TEST
     row = summary_rows(text)["spatial_mean"]
     # Epoch 3 has the best val top-1; epoch 2 the best test top-1 (73.883): never reported as selected.
     assert row["selected by"] == "val top-1" and row["epoch"] == "3" and row["val top-1"] == "68.125"
@@ -140,10 +142,10 @@ def test_plots_are_valid_pngs_and_copied_to_picture_dir(tmp_path, capsys):
         _check_png(os.path.join(run, name))
         assert (pictures / name).read_bytes() == (tmp_path / "run" / name).read_bytes()
     # Called after every epoch: only pictures older than their records are redrawn.
-    assert report.plot_run(run, str(pictures)) == []
+    assert plots.plot_run(run, str(pictures)) == []
     later = os.path.getmtime(os.path.join(run, "test_spatial_var.png")) + 10
     os.utime(os.path.join(run, "test.csv"), (later, later))  # a new epoch's evaluation records
-    assert report.plot_run(run, str(pictures)) == [os.path.join(run, "test_spatial_var.png"),
+    assert plots.plot_run(run, str(pictures)) == [os.path.join(run, "test_spatial_var.png"),
                                                     str(pictures / "test_spatial_var.png")]
 
 
@@ -152,21 +154,21 @@ def test_confusion_of_101_classes_drops_cell_numbers(tmp_path, monkeypatch):
     calls = []
     original = Axes.text
     monkeypatch.setattr(Axes, "text", lambda self, *a, **k: calls.append(a) or original(self, *a, **k))
-    small = report.load_run(write_run(tmp_path / "small", classes=4, val=False))
-    report.plot_confusion(small, str(tmp_path / "small.png"))
+    small = records.load_run(write_run(tmp_path / "small", classes=4, val=False))
+    plots.plot_confusion(small, str(tmp_path / "small.png"))
     confusion = utils.load_pickle_safe(tmp_path / "small" / "video_scores_best.pkl")["confusion"]
     assert len(calls) == np.count_nonzero(confusion)  # one number per non-empty cell
     calls.clear()
-    big = report.load_run(write_run(tmp_path / "big", classes=101, val=False))
-    report.plot_confusion(big, str(tmp_path / "big.png"))
+    big = records.load_run(write_run(tmp_path / "big", classes=101, val=False))
+    plots.plot_confusion(big, str(tmp_path / "big.png"))
     assert calls == []  # 101 x 101 numbers would be unreadable
     _check_png(tmp_path / "big.png", min_w=1000, min_h=1000)
 
 
 def test_tensorboard_is_optional(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
-    with pytest.raises(report.TensorBoardUnavailable, match="pip install tensorboard"):
-        report.tensorboard_writer(str(tmp_path))
+    with pytest.raises(plots.TensorBoardUnavailable, match="pip install tensorboard"):
+        plots.tensorboard_writer(str(tmp_path))
 
     class Writer:
         def __init__(self):
@@ -179,7 +181,7 @@ def test_tensorboard_is_optional(tmp_path, monkeypatch):
             self.flushed = True
 
     w = Writer()
-    report.tensorboard_log(w, 4, {"train": {"Loss": 0.5, "Prec@1": 90.0, "lr": 0.001}, "val": None,
+    plots.tensorboard_log(w, 4, {"train": {"Loss": 0.5, "Prec@1": 90.0, "lr": 0.001}, "val": None,
                                   "test": {"Loss": 1.25, "Prec@1": 70.0, "Mean Class Acc": 69.5}})
     assert w.scalars == {("loss/train", 4): 0.5, ("top1/train", 4): 90.0, ("lr/train", 4): 0.001,
                          ("loss/test", 4): 1.25, ("top1/test", 4): 70.0, ("mean_class_acc/test", 4): 69.5}

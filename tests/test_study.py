@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from tools import report, study
+from tools import study
 from tiny import FAST as TINY
 from tiny import make_tiny_data
 
@@ -26,7 +26,7 @@ def _checkpoints(study_dir):
 
 def test_whole_study_then_a_second_call_skips_everything(data_root, tmp_path, capsys, monkeypatch):
     drawn = []  # the pictures themselves are tested in test_report; drawing them here costs seconds
-    monkeypatch.setattr(report, "plot_run", lambda run_dir, *a, **k: drawn.append(os.path.basename(run_dir)))
+    monkeypatch.setattr(study, "plot_run", lambda run_dir, *a, **k: drawn.append(os.path.basename(run_dir)))
     out = tmp_path / "study"
     argv = ["--data-root", data_root, "--out", str(out), "--consensus", "mean", "var", "--jobs", "2",
             "--", *FAST, "--stack", "3"]  # --stack: motion_cnn.py only
@@ -92,7 +92,7 @@ def fake_cli(tmp_path, monkeypatch):
     script = tmp_path / "fake_cnn.py"
     script.write_text(FAKE_CLI)
     monkeypatch.setattr(study, "SCRIPTS", {"spatial": str(script), "motion": str(script)})
-    monkeypatch.setattr(report, "plot_run", lambda *a, **k: [])  # pictures are tested in test_report
+    monkeypatch.setattr(study, "plot_run", lambda *a, **k: [])  # pictures are tested in test_report
     return script
 
 

@@ -5,8 +5,8 @@
 
 Measures, on the same videos and the same sample positions / crops / flips:
 
-1. pipeline  the project's data pipeline alone: ClipDataset + engine.make_loader + the
-             device-side flip/normalise (engine._to_device -> to_network_input); also the
+1. pipeline  the project's data pipeline alone: ClipDataset + engine.data.make_loader + the
+             device-side flip/normalise (engine.loop.to_device -> to_network_input); also the
              same loader without the flip/normalise (uint8 batches: what the CPU must
              deliver when the flip/normalise runs on a GPU);
 2. classic   a BASELINE written the way the original two-stream code loaded data (one PIL
@@ -14,9 +14,9 @@ Measures, on the same videos and the same sample positions / crops / flips:
              torch.cat for the flow stack, default collate), same workers, same items;
 3. step      the model step alone (forward + backward + SGD step) on a batch already on the
              device, with the engine's AMP / channels_last choices;
-4. train     end-to-end training with engine.train_one_epoch over the real loader, and the
+4. train     end-to-end training with engine.loop.train_one_epoch over the real loader, and the
              fraction of the wall time spent waiting for the next batch;
-5. eval      video-level evaluation with engine.evaluate and the default test protocol;
+5. eval      video-level evaluation with engine.loop.evaluate and the default test protocol;
 6. projected UCF101 split-1 train-epoch (9537 videos) and test-pass (3783 videos) times.
 
 A "sample" is one training video item (K segments). Rates exclude warm-up batches (worker
@@ -41,13 +41,17 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
-import engine
 import utils
 from dataloader.datasets import ClipDataset, EpochSampler, count_frames
 from dataloader.layout import LAYOUTS, open_layout
 from dataloader.sampling import random_crop_box, sample_train_positions, stack_indices
 from dataloader.splits import DATASETS, DEFAULT_SPLITS_SUBDIR, load_split
 from dataloader.transforms import FLOW_MEAN, FLOW_STD, RGB_MEAN, RGB_STD
+from engine.checkpoint import build_model
+from engine.data import make_loader
+from engine.loop import LoopConfig, evaluate, to_device, train_one_epoch
+from engine.runtime import autocast, default_amp, enable_huge_pages, pick_device, set_cpu_threads
+from engine.streams import STREAMS
 
 UCF101_TRAIN_VIDEOS, UCF101_TEST_VIDEOS = 9537, 3783  # split 1
 
@@ -161,14 +165,6 @@ class WaitTimer:
             yield batch
 
 
-class QuietInfo(engine.DistInfo):
-    """A single process that shows no progress bars."""
-
-    @property
-    def is_main(self):
-        return False
-
-
 def training_items(size, seed, count):
     """The first `count` (index, epoch) items of the training order, epoch after epoch."""
     items, epoch = [], 0
@@ -254,7 +250,7 @@ def build_parser():
     s.add_argument("--train-batches", type=int, default=10, help="timed end-to-end training batches")
     s.add_argument("--eval-videos", type=int, default=16,
                    help="videos for the evaluation rate, spread over the test list then the training list "
-                        "(a small set has few test videos). One engine.evaluate call, worker start-up included")
+                        "(a small set has few test videos). One engine.loop.evaluate call, worker start-up included")
     s.add_argument("--test-batch-size", type=int, default=8, help="videos per evaluation batch (engine default)")
     s.add_argument("--test-frames", type=int, default=19, help="test positions per video (the default protocol)")
     s.add_argument("--test-crops", type=int, default=1, choices=(1, 3, 10), help="crops per test position")
@@ -316,26 +312,14 @@ def build_sets(args, root, modality):
     return split.classes, train, test, classic
 
 
-def engine_args(args, device):
-    amp = args.amp
-    if amp is None:
-        amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return argparse.Namespace(
-        workers=args.workers, seed=args.seed, amp=amp, stack=args.stack, dropout=0.5, pretrained="none",
-        consensus="mean", partial_bn=False, resume=None, compile=False, test_batch_size=args.test_batch_size,
-        out="(benchmark: nothing is written)")
-
-
-def stream_spec(stream):
-    if stream == "spatial":
-        from spatial_cnn import SPATIAL
-        return SPATIAL
-    from motion_cnn import MOTION
-    return MOTION
+def loop_config(args, device, modality):
+    """The training loops' settings, as the training scripts would set them (no progress bars)."""
+    amp = default_amp(device) if args.amp is None else args.amp
+    return LoopConfig(modality, amp, args.workers, args.test_batch_size, args.seed, progress=False)
 
 
 # ------------------------------------------------------------------- measurements
-def measure_loaders(args, train, classic, eargs, device, modality):
+def measure_loaders(args, train, classic, loop, device):
     """{pipeline, uint8 (the same loader without flip/normalise), classic: samples/s;
     transform: share of the pipeline's time spent in _to_device in this process; prefetch:
     the loader's prefetch factor; batch: a batch on the device for the model step}."""
@@ -343,7 +327,7 @@ def measure_loaders(args, train, classic, eargs, device, modality):
     warm_n, timed_n = args.warmup * b, args.batches * b
     items = training_items(len(train), args.seed, (warm_n + timed_n) * args.repeats)
     pipe_sampler, classic_sampler = ItemSampler(), ItemSampler()
-    pipe = engine.make_loader(train, b, eargs, device, sampler=pipe_sampler, persistent=True)
+    pipe = make_loader(train, b, device, args.workers, args.seed, sampler=pipe_sampler, persistent=True)
     old = DataLoader(classic, batch_size=b, sampler=classic_sampler, num_workers=args.workers,
                      pin_memory=pipe.pin_memory, persistent_workers=args.workers > 0,
                      prefetch_factor=pipe.prefetch_factor if args.workers > 0 else None)
@@ -351,7 +335,7 @@ def measure_loaders(args, train, classic, eargs, device, modality):
 
     def pipe_consume(batch):
         t = time.perf_counter()
-        x, y = engine._to_device(batch, device, modality)
+        x, y = to_device(batch, device, loop.modality)
         kept["batch"] = (x, y)
         kept["transform_s"] += time.perf_counter() - t
         return x
@@ -365,8 +349,8 @@ def measure_loaders(args, train, classic, eargs, device, modality):
         return x
 
     def uint8_consume(batch):  # the loader alone: uint8 clips on the device, no flip/normalise
-        torch.from_numpy(batch[2]).to(device, non_blocking=True)
-        return touch(batch[0].to(device, non_blocking=True))
+        torch.from_numpy(batch.labels).to(device, non_blocking=True)
+        return touch(batch.clips.to(device, non_blocking=True))
 
     def classic_consume(batch):
         batch[1].to(device, non_blocking=True)
@@ -393,7 +377,7 @@ def measure_loaders(args, train, classic, eargs, device, modality):
 
 
 def train_step(model, optimizer, x, y, device, amp):
-    with engine._autocast(device, amp):
+    with autocast(device, amp):
         out = model(x)
     loss = F.cross_entropy(out.float(), y)
     optimizer.zero_grad(set_to_none=True)
@@ -402,34 +386,33 @@ def train_step(model, optimizer, x, y, device, amp):
     return loss.item()  # as train_one_epoch: one host sync per step
 
 
-def measure_step(model, optimizer, batch, device, args, eargs):
+def measure_step(model, optimizer, batch, device, args, loop):
     x, y = batch
     model.train()
     for _ in range(args.warmup):
-        train_step(model, optimizer, x, y, device, eargs.amp)
+        train_step(model, optimizer, x, y, device, loop.amp)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(args.step_batches):
-        train_step(model, optimizer, x, y, device, eargs.amp)
+        train_step(model, optimizer, x, y, device, loop.amp)
     synchronize(device)
     return args.step_batches * x.shape[0] / (time.perf_counter() - start)
 
 
-def measure_train(model, optimizer, train, device, args, eargs, spec):
-    """(samples/s, fraction of the wall time spent waiting for data) of engine.train_one_epoch."""
+def measure_train(model, optimizer, train, device, args, loop):
+    """(samples/s, fraction of the wall time spent waiting for data) of engine.loop.train_one_epoch."""
     b = args.batch_size
     offset = (args.warmup + args.batches) * b * args.repeats  # items the loader timing did not use
     items = training_items(len(train), args.seed, offset + (args.warmup + args.train_batches) * b)[offset:]
     sampler = ItemSampler(items[:args.warmup * b])
-    loader = engine.make_loader(train, b, eargs, device, sampler=sampler, persistent=True)
-    info = QuietInfo()
+    loader = make_loader(train, b, device, args.workers, args.seed, sampler=sampler, persistent=True)
     try:
-        engine.train_one_epoch(model, loader, optimizer, device, 0, eargs, spec, info)  # warm-up
+        train_one_epoch(model, loader, optimizer, device, 0, loop)  # warm-up
         synchronize(device)
         sampler.items = items[args.warmup * b:]
         timed = WaitTimer(loader)
         start = time.perf_counter()
-        engine.train_one_epoch(model, timed, optimizer, device, 1, eargs, spec, info)
+        train_one_epoch(model, timed, optimizer, device, 1, loop)
         synchronize(device)
         wall = time.perf_counter() - start
     finally:
@@ -437,17 +420,16 @@ def measure_train(model, optimizer, train, device, args, eargs, spec):
     return len(sampler.items) / wall, timed.wait / wall
 
 
-def measure_eval(model, test, device, eargs, spec):
-    """Videos/s of engine.evaluate (its own short-lived loader, worker start-up included),
+def measure_eval(model, test, device, loop):
+    """Videos/s of engine.loop.evaluate (its own short-lived loader, worker start-up included),
     after a warm-up evaluation of one batch of videos."""
-    info = QuietInfo()
-    warm = ClipDataset(test.entries[:eargs.test_batch_size], test.counts, test.layout, test.modality,
+    warm = ClipDataset(test.entries[:loop.test_batch_size], test.counts, test.layout, test.modality,
                        stack=test.span, crop_size=test.crop, train=False, test_frames=test.test_frames,
                        test_crops=test.test_crops, frame_size=test.frame_size)
-    engine.evaluate(model, warm, device, eargs, spec, info, "warm-up")
+    evaluate(model, warm, device, loop, desc="warm-up")
     synchronize(device)
     start = time.perf_counter()
-    engine.evaluate(model, test, device, eargs, spec, info, "benchmark")
+    evaluate(model, test, device, loop, desc="benchmark")
     synchronize(device)
     return len(test) / (time.perf_counter() - start)
 
@@ -467,9 +449,9 @@ def markdown(r):
         ("speedup (pipeline / classic)", f"{r['speedup']:.2f}", "x", ""),
         ("model step alone (forward + backward, data on the device)", f"{r['step_samples_per_s']:.1f}",
          "samples/s", f"{r['step_samples_per_s'] * k:.0f} images/s; amp={r['amp']}"),
-        ("end-to-end training (engine.train_one_epoch)", f"{r['train_samples_per_s']:.1f}", "samples/s",
+        ("end-to-end training (engine.loop.train_one_epoch)", f"{r['train_samples_per_s']:.1f}", "samples/s",
          f"waiting for data {100 * r['data_wait_fraction']:.1f}% of the wall time"),
-        ("video-level evaluation (engine.evaluate)", f"{r['eval_videos_per_s']:.2f}", "videos/s",
+        ("video-level evaluation (engine.loop.evaluate)", f"{r['eval_videos_per_s']:.2f}", "videos/s",
          f"{r['test_frames']} positions x {r['test_crops']} crop(s) per video"),
         ("projected UCF101 split-1 train epoch", f"{r['projected_epoch_s']:.0f}", "s",
          f"{UCF101_TRAIN_VIDEOS} videos = {r['projected_epoch_s'] / 60:.1f} min"),
@@ -485,25 +467,25 @@ def markdown(r):
 
 def run(args):
     check_options(args)
-    device = engine.pick_device(args.device, engine.DistInfo())
+    device = pick_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the engine
-    spec = stream_spec(args.stream)
+    spec = STREAMS[args.stream]
     modality = spec.modality
-    eargs = engine_args(args, device)
+    loop = loop_config(args, device, modality)
     root = prepare_data(args)
     try:
         classes, train, test, classic = build_sets(args, root, modality)
-        loaders = measure_loaders(args, train, classic, eargs, device, modality)
+        loaders = measure_loaders(args, train, classic, loop, device)
         pipe_rate, classic_rate, batch = loaders.pop("pipeline"), loaders.pop("classic"), loaders.pop("batch")
 
         torch.manual_seed(args.seed)
-        model = engine.build_model(eargs, spec, len(classes), device)
+        model = build_model(spec, len(classes), device, args.stack)
         optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, weight_decay=5e-4)
-        step_rate = measure_step(model, optimizer, batch, device, args, eargs)
+        step_rate = measure_step(model, optimizer, batch, device, args, loop)
         del batch
-        train_rate, wait = measure_train(model, optimizer, train, device, args, eargs, spec)
-        eval_rate = measure_eval(model, test, device, eargs, spec)
+        train_rate, wait = measure_train(model, optimizer, train, device, args, loop)
+        eval_rate = measure_eval(model, test, device, loop)
     finally:
         if uses_synthetic(args) and not args.keep_data:
             shutil.rmtree(root, ignore_errors=True)
@@ -528,11 +510,11 @@ def run(args):
         "stream": args.stream, "workers": args.workers, "batch_size": args.batch_size,
         "crop_size": args.crop_size, "frame_size": f"{w}x{h}", "frame_width": w, "frame_height": h,
         "num_segments": args.num_segments, "stack": args.stack if modality == "flow" else 1,
-        "amp": eargs.amp, "channels_last": device.type == "cuda", "threads": torch.get_num_threads(),
+        "amp": loop.amp, "channels_last": device.type == "cuda", "threads": torch.get_num_threads(),
         "test_frames": args.test_frames, "test_crops": args.test_crops,
         "batches": args.batches, "repeats": args.repeats, "train_batches": args.train_batches,
         "step_batches": args.step_batches, "eval_videos": len(test),
-        # uint8 batches the pipeline can hold in flight: engine.make_loader's prefetch_factor x workers
+        # uint8 batches the pipeline can hold in flight: engine.data.make_loader's prefetch_factor x workers
         "pipeline_batch_mb": batch_mb,
         "pipeline_max_in_flight_batches": loaders["prefetch"] * args.workers,
         "pipeline_max_in_flight_mb": batch_mb * loaders["prefetch"] * args.workers,
@@ -545,14 +527,14 @@ def run(args):
 
 
 def main(argv=None):
-    engine.enable_huge_pages()  # as the training scripts: what is measured is what they run
+    enable_huge_pages()  # as the training scripts: what is measured is what they run
     args = build_parser().parse_args(argv)
     threads = torch.get_num_threads()
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
         elif args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()):
-            engine.set_cpu_threads(args.workers, engine.DistInfo())
+            set_cpu_threads(args.workers)
         result = run(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -23,8 +23,6 @@ interruption, run the same command again.
 """
 import argparse
 import codecs
-import contextlib
-import io
 import json
 import os
 import shlex
@@ -35,7 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import utils
-from tools import report
+from engine.plots import plot_run
+from engine.records import BEST_SCORES, LAST_SCORES, RecordError, load_run, score_path
+from engine.tables import build_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"spatial": os.path.join(ROOT, "spatial_cnn.py"), "motion": os.path.join(ROOT, "motion_cnn.py")}
@@ -68,10 +68,9 @@ def _option_name(token):
 
 def stream_parsers():
     """{stream: the stream CLI's own argparse parser} (imports the engine, hence torch)."""
-    import engine
-    from motion_cnn import MOTION
-    from spatial_cnn import SPATIAL
-    parsers = {"spatial": engine.build_parser(SPATIAL), "motion": engine.build_parser(MOTION)}
+    from engine.options import build_parser as stream_parser
+    from engine.streams import STREAMS
+    parsers = {name: stream_parser(STREAMS[name]) for name in ("spatial", "motion")}
     for stream, p in parsers.items():
         p.prog = os.path.basename(SCRIPTS[stream])  # errors name the CLI, not this tool
     return parsers
@@ -115,7 +114,7 @@ def build_parser():
 
 # ---------------------------------------------------------------- the plan
 @dataclass
-class Job:
+class StudyRun:
     stream: str
     consensus: str
     out: str
@@ -151,7 +150,7 @@ def read_done(out):
 def finished(out):
     """The study's record of a run that exited 0, if its score file is still there."""
     done = read_done(out)
-    return done if done and os.path.isfile(os.path.join(out, report.LAST_SCORES)) else None
+    return done if done and os.path.isfile(os.path.join(out, LAST_SCORES)) else None
 
 
 def job_state(out, options, data_root):
@@ -173,19 +172,19 @@ def plan(args, routed):
         for consensus in args.consensus:
             out = os.path.join(args.out, f"{stream}_{consensus}")
             state, note = job_state(out, routed[stream], args.data_root)
-            jobs.append(Job(stream, consensus, out, routed[stream], state, note))
+            jobs.append(StudyRun(stream, consensus, out, routed[stream], state, note))
     return jobs
 
 
 def validate(jobs, parsers, data_root):
     """Parse each run's options with its CLI's own parser before anything runs, so that a
     typo fails now, not after days of training the runs before it."""
-    import engine
+    from engine.options import check_args
     if not os.path.isdir(data_root):
         raise StudyError(f"--data-root {data_root}: no such folder")
     for job in jobs:
         try:
-            engine.check_args(parsers[job.stream].parse_args(job.command(data_root)[2:]))
+            check_args(parsers[job.stream].parse_args(job.command(data_root)[2:]))
         except SystemExit:  # argparse printed the CLI's usage error
             raise StudyError(f"{job.name}: the options above are not valid for {job.stream}") from None
         except ValueError as e:
@@ -308,8 +307,8 @@ def fusion_inputs(jobs):
             continue
         paths = []
         for job in runs:
-            path, best = report.score_path(job.out)
-            selection = report.load_run(job.out).selection
+            path, best = score_path(job.out)
+            selection = load_run(job.out).selection
             notes.append(f"- {job.name}: {os.path.basename(path)} = "
                          + (f"the model selected by {selection}" if best else
                             "the LAST epoch: the run has no video_scores_best.pkl (no validation set: "
@@ -328,12 +327,16 @@ def fusion_argv(pairs, study_dir):
 def run_fusion(pairs, notes, study_dir):
     """fusion.py's tables into STUDY_DIR/fusion.md (and fusion.json); returns its exit status."""
     import fusion
-    argv = fusion_argv(pairs, study_dir)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = fusion.main(argv)
+    argv = fusion_argv(pairs, study_dir)  # the same tables from the command line, for the record
+    try:
+        result = fusion.fuse_score_files([p[1] for p in pairs], [p[2] for p in pairs], names=[p[0] for p in pairs],
+                                         normalize="both")
+        utils.save_json(result.report(), os.path.join(study_dir, "fusion.json"))
+        body, rc = result.markdown(), 0
+    except (fusion.FusionError, OSError) as e:
+        body, rc = f"fusion.py: error: {' '.join(str(e).split())}", 1
     text = "\n".join(["# fusion", "", f"$ python fusion.py {shlex.join(argv)}", "", "score files:", *notes, "",
-                      out.getvalue().rstrip(), err.getvalue().rstrip()]).rstrip() + "\n"
+                      body]).rstrip() + "\n"
     utils.atomic_write(os.path.join(study_dir, "fusion.md"), lambda f: f.write(text), mode="w")
     print(text, flush=True)
     return rc
@@ -344,16 +347,16 @@ def run_report(jobs, study_dir):
     runs = []
     for job in jobs:
         try:
-            runs.append(report.load_run(job.out))
-        except report.RecordError:
+            runs.append(load_run(job.out))
+        except RecordError:
             continue  # never started, or failed before its first epoch
         try:
-            report.plot_run(job.out)  # redraws only what the engine has not drawn already
+            plot_run(job.out)  # redraws only what the engine has not drawn already
         except Exception as e:  # noqa: BLE001 - a picture must not cost the report
             print(f"{PROG}: warning: could not draw {job.name}'s pictures: {e}", file=sys.stderr)
     if not runs:
         return
-    text = report.build_report(runs)
+    text = build_report(runs)
     utils.atomic_write(os.path.join(study_dir, "report.md"), lambda f: f.write(text), mode="w")
     print(text, flush=True)
 
@@ -371,8 +374,8 @@ def print_plan(jobs, data_root, commands):
 def dry_run(jobs, args):
     print_plan(jobs, args.data_root, commands=True)
     if {"spatial", "motion"} <= set(args.streams):
-        pairs = [(c, os.path.join(args.out, f"spatial_{c}", report.BEST_SCORES),
-                  os.path.join(args.out, f"motion_{c}", report.BEST_SCORES)) for c in args.consensus]
+        pairs = [(c, os.path.join(args.out, f"spatial_{c}", BEST_SCORES),
+                  os.path.join(args.out, f"motion_{c}", BEST_SCORES)) for c in args.consensus]
         print(f"then: python fusion.py {shlex.join(fusion_argv(pairs, args.out))}\n"
               f"      (video_scores.pkl, the last epoch, for a run without video_scores_best.pkl)")
     runs = [j.out for j in jobs]

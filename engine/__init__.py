@@ -1,0 +1,15 @@
+"""The training engine shared by both streams, one concern a module:
+
+    streams.py     StreamSpec: what differs between the spatial and the motion stream
+    options.py     the command-line options both CLIs share
+    runtime.py     device, torchrun process group, CPU threads, stop signals
+    data.py        split lists -> datasets and loaders
+    loop.py        train_one_epoch, evaluate (video level)
+    checkpoint.py  the model, its checkpoints, the resume command
+    records.py     record files (CSV, score files): writing, reading, the best-epoch rule
+    tables.py      Markdown tables of runs; plots.py: curves, confusion matrix, TensorBoard
+    train.py       main: a whole run, tying the above together
+
+spatial_cnn.py and motion_cnn.py call `engine.train.main` with their StreamSpec. Nothing
+here imports tools/ or the stream scripts. Importing the package does no work.
+"""

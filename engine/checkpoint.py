@@ -1,0 +1,83 @@
+"""The model a run trains, and its checkpoints: what they hold, what they must match to be
+loaded, and the command that resumes from them."""
+import json
+import os
+import shlex
+
+import torch
+
+import utils
+from engine.streams import in_channels
+from network.model import TSN, build_backbone
+
+CHECKPOINT_FORMAT = "two-stream-tsn/1"
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def build_model(spec, num_classes, device, stack=1, consensus="mean", dropout=0.5, pretrained="none",
+                partial_bn=False):
+    """A TSN ResNet18 for the stream, on the device (channels_last on CUDA)."""
+    backbone = build_backbone(num_classes, in_channels(spec, stack), dropout, pretrained)
+    model = TSN(backbone, consensus, partial_bn).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def model_identity(args, spec, num_classes):
+    """What a checkpoint must match to be loaded into this run."""
+    return {"stream": spec.name, "arch": "resnet18", "num_classes": num_classes,
+            "in_channels": in_channels(spec, getattr(args, "stack", 1))}
+
+
+def restore(path, model, optimizer, scheduler, identity, device):
+    """Load a checkpoint into model/optimizer/scheduler after checking it fits this run."""
+    ckpt = utils.load_checkpoint(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a checkpoint of this tool")
+    for key, want in identity.items():
+        if ckpt["identity"].get(key) != want:
+            raise CheckpointError(f"{path}: checkpoint has {key} = {ckpt['identity'].get(key)!r}, but this run "
+                                  f"needs {want!r} (a checkpoint of another stream, data set or stack size?)")
+    model.load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+    if "torch_rng" in ckpt:
+        torch.set_rng_state(ckpt["torch_rng"])
+        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
+    return ckpt
+
+
+def checkpoint_payload(run, epoch):
+    """Plain types and tensors only, so that it loads with weights_only=True."""
+    return {"format": CHECKPOINT_FORMAT, "identity": run.identity, "classes": list(run.data.classes),
+            "epoch": epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(), "best": run.best, "history": run.history,
+            "args": json.loads(json.dumps(vars(run.args))), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None}
+
+
+def resume_hint(spec, args, argv):
+    """What to type to continue. The last finished epoch's checkpoint is already on disk
+    (written atomically), and an epoch replays identically, so resuming from it gives the
+    same result as a run that was never stopped."""
+    ckpt = os.path.join(args.out, "checkpoint.pth")
+    if not os.path.isfile(ckpt):
+        return "==> stopped before the first epoch finished: nothing to resume, start again"
+    keep, skip = [], False
+    for a in argv:  # drop an earlier --resume
+        if skip:
+            skip = False
+            continue
+        if a == "--resume":
+            skip = True
+            continue
+        if not a.startswith("--resume="):
+            keep.append(a)
+    return ("==> stopped; the last finished epoch is in " + ckpt + ". Resume with:\n  python " + spec.script + " "
+            + " ".join(shlex.quote(a) for a in keep + ["--resume", ckpt]))

@@ -1,0 +1,60 @@
+"""A run's data: the split lists, the held-out validation groups, the three datasets and
+their loaders. Every listed video is checked to exist before any training starts."""
+import os
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from dataloader.datasets import ClipDataset, EpochSampler, collate_clips, count_frames
+from dataloader.layout import open_layout
+from dataloader.splits import DEFAULT_SPLITS_SUBDIR, hold_out_groups, load_split
+
+
+@dataclass
+class StreamData:
+    classes: list
+    train: ClipDataset
+    val: ClipDataset | None
+    test: ClipDataset
+    train_sampler: EpochSampler
+
+
+def build_data(args, spec, info):
+    """Read the split, hold out validation groups, count every video's frames (a missing
+    video fails here, not hours later) and build the datasets."""
+    splits_dir = args.splits_dir or os.path.join(args.data_root, DEFAULT_SPLITS_SUBDIR[args.dataset])
+    split = load_split(args.dataset, splits_dir, args.split)
+    train_entries, val_entries = hold_out_groups(split.train, split.classes, args.val_groups)
+    layout = open_layout(args.layout, args.data_root, args.rgb_dir, args.flow_dir, args.frames_dir, args.packed_dir)
+    counts = count_frames(train_entries + val_entries + split.test, layout, spec.modality)
+    common = dict(stack=getattr(args, "stack", 1), crop_size=args.crop_size, num_segments=args.num_segments,
+                  test_frames=args.test_frames, test_crops=args.test_crops, seed=args.seed,
+                  on_bad_frame=args.on_bad_frame)
+    test = ClipDataset(split.test, counts, layout, spec.modality, train=False, **common)
+    common["frame_size"] = test.frame_size
+    train = ClipDataset(train_entries, counts, layout, spec.modality, train=True, **common)
+    val = ClipDataset(val_entries, counts, layout, spec.modality, train=False, **common) if val_entries else None
+    sampler = EpochSampler(len(train), args.seed, info.rank, info.world_size)
+    return StreamData(split.classes, train, val, test, sampler)
+
+
+def _worker_init(_):
+    import cv2
+    cv2.setNumThreads(1)  # one decoding thread per worker process; the workers are the parallelism
+
+
+def make_loader(dataset, batch_size, device, workers, seed, sampler=None, persistent=False):
+    """A DataLoader of ClipBatches: pinned memory on CUDA, two batches prefetched per worker."""
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=persistent and workers > 0, drop_last=False,
+        prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init, collate_fn=collate_clips,
+        # A private generator: creating loader iterators must not consume the global torch
+        # RNG (dropout uses it), or a resumed run would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(seed))
+
+
+def eval_shard(dataset, info):
+    """This process's share of an evaluation set: every video exactly once across ranks."""
+    return Subset(dataset, range(info.rank, len(dataset), info.world_size)) if info.enabled else dataset

@@ -1,0 +1,111 @@
+"""The options both stream CLIs share, defined once; a StreamSpec sets the defaults that
+differ (learning rate, batch size) and adds --stack for the motion stream."""
+import argparse
+import os
+
+from dataloader.layout import LAYOUTS
+from dataloader.splits import DATASETS
+from network.consensus import CONSENSUS
+
+EPILOG = ("Sampling, consensus, flow encoding and the model-selection protocols are explained in "
+          "docs/method.md; README.md walks through real-data usage.")
+
+
+def build_parser(spec):
+    p = argparse.ArgumentParser(description=spec.description, epilog=EPILOG,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", choices=DATASETS, default="ucf101", help="which split lists to read")
+    d.add_argument("--data-root", default="data/ucf101",
+                   help="folder holding the frames (jpegs_256/ and tvl1_flow/, or rawframes/) and the split lists")
+    d.add_argument("--splits-dir", help="split-list folder (default: DATA_ROOT/ucfTrainTestlist or "
+                   "DATA_ROOT/testTrainMulti_7030_splits)")
+    d.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="official split number")
+    d.add_argument("--layout", choices=LAYOUTS, default="auto",
+                   help="frame layout: two-stream (jpegs_256, tvl1_flow/{u,v}), mmaction (rawframes) or packed (packed/, "
+                        "written by python -m tools.pack_frames); auto detects, packs first")
+    d.add_argument("--rgb-dir", help="RGB frame folder (default DATA_ROOT/jpegs_256)")
+    d.add_argument("--flow-dir", help="flow folder with u/ and v/ (default DATA_ROOT/tvl1_flow)")
+    d.add_argument("--frames-dir", help="mmaction rawframes folder (default DATA_ROOT/rawframes)")
+    d.add_argument("--packed-dir", help="packed frames from tools.pack_frames (default DATA_ROOT/packed)")
+    d.add_argument("--val-groups", type=int, default=3,
+                   help="hold out the last N actor groups of the training list as a validation set; the LR "
+                        "schedule and model_best follow it. 0: no validation set (the schedule follows the "
+                        "training loss, no model_best)")
+    d.add_argument("--select-on-test", action="store_true",
+                   help="the seed's protocol: schedule and pick model_best on the TEST split. Optimistic; the "
+                        "records say so")
+    d.add_argument("--check-data", action="store_true",
+                   help="decode every frame of every listed video, print a summary, and exit without training")
+    d.add_argument("--on-bad-frame", choices=("error", "skip"), default="error",
+                   help="a missing/corrupt frame stops the run (error) or is replaced by the nearest readable "
+                        "frame of the same video and counted (skip)")
+
+    s = p.add_argument_group("sampling")
+    s.add_argument("--num-segments", type=int, default=3, help="TSN segments K per training video")
+    if spec.modality == "flow":
+        s.add_argument("--stack", type=int, default=10, help="consecutive flow frames L per position (2L channels)")
+    s.add_argument("--crop-size", type=int, default=224, help="square crop fed to the network")
+    s.add_argument("--test-frames", type=int, default=19,
+                   help="evenly spaced test positions per video (19: the seed, 25: TSN)")
+    s.add_argument("--test-crops", type=int, default=1, choices=(1, 3, 10),
+                   help="crops per test position: centre; 3 along the long side; TSN's corners+centre and flips")
+
+    m = p.add_argument_group("model")
+    m.add_argument("--consensus", choices=CONSENSUS, default="mean", help="segment consensus: mean, max or variance-weighted (docs/method.md)")
+    m.add_argument("--pretrained", default="imagenet",
+                   help="'imagenet' (torchvision's weights from the local cache), 'none', or a state-dict PATH")
+    m.add_argument("--dropout", type=float, default=0.5, help="dropout before the last layer")
+    m.add_argument("--partial-bn", action="store_true", help="freeze BatchNorm statistics but the first (TSN)")
+
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, default=500, help="upper bound; training stops earlier at --min-lr")
+    o.add_argument("--batch-size", type=int, default=spec.batch_size,
+                   help="videos per step and per process (global batch = this x number of processes)")
+    o.add_argument("--lr", type=float, default=spec.lr,
+                   help="SGD learning rate (for N processes, consider scaling it by N)")
+    o.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    o.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay")
+    o.add_argument("--lr-patience", type=int, default=1, help="ReduceLROnPlateau patience (epochs), as the seed")
+    o.add_argument("--lr-factor", type=float, default=0.1, help="ReduceLROnPlateau factor")
+    o.add_argument("--min-lr", type=float, default=1e-6, help="stop once the LR falls below this")
+
+    r = p.add_argument_group("run")
+    r.add_argument("--out", default=os.path.join("record", spec.name), help="output folder for records, checkpoints, scores")
+    r.add_argument("--resume", help="checkpoint to continue from (checkpoint.pth of a run)")
+    r.add_argument("--start-epoch", type=int, help="override the epoch to start at (default: after the checkpoint's)")
+    r.add_argument("--evaluate", action="store_true",
+                   help="only evaluate --resume's model on the test split and write video_scores.pkl; never train")
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
+    r.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data-loading processes per GPU")
+    r.add_argument("--test-batch-size", type=int, default=8, help="videos per evaluation batch")
+    r.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
+    r.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast (default: on for CUDA, off for CPU)")
+    r.add_argument("--compile", action="store_true", help="torch.compile the model")
+    r.add_argument("--no-plots", action="store_true", help="do not redraw the PNG curves after each epoch")
+    r.add_argument("--picture-dir", help="also copy each epoch's PNG curves and confusion matrix here (e.g. picture)")
+    r.add_argument("--tensorboard", action="store_true",
+                   help="also log per-epoch scalars to OUT/tensorboard (needs: pip install tensorboard)")
+    r.add_argument("--dist-timeout", type=float, default=30, help="minutes before a stuck distributed job fails")
+    return p
+
+
+def check_args(args):
+    if args.evaluate and not args.resume:
+        raise ValueError("--evaluate needs --resume CHECKPOINT (the model to evaluate)")
+    for name in ("batch_size", "epochs", "num_segments", "test_frames", "crop_size", "test_batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if getattr(args, "stack", 1) < 1:
+        raise ValueError("--stack must be at least 1")
+
+
+def selection_protocol(args):
+    """How this run chooses its model and LR schedule, in words that go into args.json,
+    the score files and the reports."""
+    if args.select_on_test:
+        return "test (seed protocol: model and LR schedule chosen on the test split; optimistic)"
+    if args.val_groups > 0:
+        return f"val ({args.val_groups} held-out actor groups of the training list)"
+    return "none (LR schedule on the training loss; no model selection)"

@@ -1,0 +1,180 @@
+"""A run's record files: what the engine writes into --out each epoch, how the reports read
+them back, and the one rule that picks the reported epoch (model_best).
+
+    train.csv            Epoch, Batch Time, Data Time, Loss, Prec@1, Prec@5, lr
+    val.csv, test.csv    Epoch, Batch Time, Loss, Prec@1, Prec@5, Mean Class Acc (video level)
+    args.json            the options, the stream, the model-selection protocol
+    video_scores*.pkl    per-video test scores (what fusion.py reads)
+"""
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+import utils
+
+TRAIN_COLUMNS = ["Epoch", "Batch Time", "Data Time", "Loss", "Prec@1", "Prec@5", "lr"]
+EVAL_COLUMNS = ["Epoch", "Batch Time", "Loss", "Prec@1", "Prec@5", "Mean Class Acc"]
+BEST_SCORES, LAST_SCORES = "video_scores_best.pkl", "video_scores.pkl"
+
+
+# ---------------------------------------------------------------- the best-epoch rule
+def selection_key(row):
+    """model_best follows the highest video top-1; equal top-1 (small validation sets tie
+    often) goes to the lower loss. Works on fresh rows (numbers) and on CSV rows (text)."""
+    return float(row["Prec@1"]), -float(row["Loss"])
+
+
+def update_best(best, row, split, epoch):
+    """(new best, improved) after an epoch whose `split` evaluation gave `row`."""
+    if best is None or selection_key(row) > (best["top1"], -best["loss"]):
+        return {"split": split, "top1": row["Prec@1"], "loss": row["Loss"], "epoch": epoch}, True
+    return best, False
+
+
+# ---------------------------------------------------------------- writing
+def score_file(dataset, scores, classes, meta):
+    """The video_scores.pkl payload that fusion.py reads."""
+    labels = np.array([y for _, y in dataset.entries])
+    cm = utils.confusion_matrix(scores.argmax(1), labels, len(classes))
+    return {"scores": {v: scores[i].astype(np.float32) for i, (v, _) in enumerate(dataset.entries)},
+            "labels": {v: int(y) for v, y in dataset.entries},
+            "classes": list(classes), "confusion": cm, "meta": meta}
+
+
+def write_records(out, history):
+    utils.save_csv(history["train"], TRAIN_COLUMNS, os.path.join(out, "train.csv"))
+    utils.save_csv(history["test"], EVAL_COLUMNS, os.path.join(out, "test.csv"))
+    if history["val"]:
+        utils.save_csv(history["val"], EVAL_COLUMNS, os.path.join(out, "val.csv"))
+
+
+# ---------------------------------------------------------------- reading
+class RecordError(ValueError):
+    """A run folder without usable records; the message names the folder."""
+
+
+# ---------------------------------------------------------------- reading a run
+@dataclass
+class RunRecords:
+    """A run folder as written by the engine: its options and its per-epoch records."""
+    path: str
+    args: dict    # args.json ({} if missing)
+    meta: dict    # the score file's meta ({} if none), a fallback for args.json
+    train: list   # rows: {column: str}, verbatim from the CSV
+    val: list
+    test: list
+
+    def _get(self, key, default="?"):
+        value = self.args.get(key, self.meta.get(key))
+        return default if value is None else value
+
+    @property
+    def stream(self):
+        return self._get("stream")
+
+    @property
+    def consensus(self):
+        return self._get("consensus")
+
+    @property
+    def dataset(self):
+        return self._get("dataset")
+
+    @property
+    def split(self):
+        return self._get("split")
+
+    @property
+    def selection(self):
+        return self._get("selection", "unknown (no args.json)")
+
+    @property
+    def name(self):
+        return os.path.basename(os.path.normpath(self.path))
+
+    @property
+    def tag(self):
+        return f"{self.stream}_{self.consensus}"
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def score_path(run_dir):
+    """(path, is_best) of the score file that represents the run's selected model:
+    video_scores_best.pkl, else video_scores.pkl (last epoch), else (None, False)."""
+    for name, best in ((BEST_SCORES, True), (LAST_SCORES, False)):
+        path = os.path.join(run_dir, name)
+        if os.path.isfile(path):
+            return path, best
+    return None, False
+
+
+def _read_meta(run_dir):
+    path, _ = score_path(run_dir)
+    if path is None:
+        return {}
+    try:
+        meta = utils.load_pickle_safe(path).get("meta")
+    except (ValueError, AttributeError, OSError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def load_run(run_dir):
+    """Read a run folder's records; RecordError if it has none."""
+    if not os.path.isdir(run_dir):
+        raise RecordError(f"{run_dir}: no such folder")
+    missing = [f for f in ("train.csv", "test.csv") if not os.path.isfile(os.path.join(run_dir, f))]
+    if missing:
+        raise RecordError(f"{run_dir}: no training records here ({' and '.join(missing)} missing); "
+                          "pass the --out folder of a spatial_cnn.py / motion_cnn.py run")
+    rows = {}
+    for name in ("train", "val", "test"):
+        path = os.path.join(run_dir, f"{name}.csv")
+        rows[name] = utils.read_csv(path) if os.path.isfile(path) else []
+    if not rows["test"]:
+        raise RecordError(f"{run_dir}: test.csv holds no epoch yet")
+    args = _read_json(os.path.join(run_dir, "args.json"))
+    # The score file's meta only stands in for a missing args.json (reading it costs time).
+    meta = {} if "stream" in args else _read_meta(run_dir)
+    return RunRecords(run_dir, args, meta, **rows)
+
+
+# ---------------------------------------------------------------- model selection
+@dataclass
+class Selection:
+    row: dict       # the test.csv row of the selected epoch
+    protocol: str   # short: which records chose it
+    val_top1: str   # the val top-1 that chose it ('' when val did not choose)
+
+
+def best_row(rows):
+    """The record row that model_best follows: the best by selection_key, the earlier
+    epoch on a full tie (max() keeps the first)."""
+    return max(rows, key=selection_key)
+
+
+def _test_row(run, epoch):
+    for r in run.test:
+        if r["Epoch"] == epoch:
+            return r
+    raise RecordError(f"{run.path}: val.csv has epoch {epoch} but test.csv does not")
+
+
+def select(run):
+    """The run's reported epoch by its own protocol; never the best test epoch silently."""
+    if run.args.get("select_on_test"):
+        return Selection(best_row(run.test), "test top-1 (seed protocol: optimistic)", "")
+    if run.val:
+        best = best_row(run.val)
+        return Selection(_test_row(run, best["Epoch"]), "val top-1", best["Prec@1"])
+    return Selection(run.test[-1], "last (no validation set)", "")

@@ -1,0 +1,237 @@
+"""`main`: one training (or evaluation) run of a stream, from parsed options to the files
+in --out. The pieces it ties together live beside it: options, runtime, data, loop,
+checkpoint, records, plots."""
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+import utils
+from dataloader.check import check_frames
+from dataloader.datasets import DataError
+from dataloader.splits import SplitError
+from engine import plots
+from engine.checkpoint import (CheckpointError, build_model, checkpoint_payload, model_identity, restore,
+                               resume_hint)
+from engine.data import StreamData, build_data, make_loader
+from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
+from engine.options import build_parser, check_args, selection_protocol
+from engine.records import score_file, update_best, write_records
+from engine.runtime import (DistInfo, SignalFlag, StopRequested, default_amp, enable_huge_pages, init_distributed,
+                            pick_device, set_cpu_threads, sync_buffers)
+from engine.streams import StreamSpec
+from network.init import PretrainedWeightsError
+
+
+@dataclass
+class TrainingRun:
+    """One training run: its fixed context and the state that changes epoch by epoch."""
+    args: object
+    spec: StreamSpec
+    info: DistInfo
+    device: torch.device
+    data: StreamData
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    identity: dict
+    loop: LoopConfig
+    history: dict = field(default_factory=lambda: {"train": [], "val": [], "test": []})
+    best: dict | None = None
+    start_epoch: int = 0
+
+
+def main(spec, argv=None):
+    enable_huge_pages()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(spec).parse_args(argv)
+    stop = SignalFlag()
+    stop.install()
+    try:
+        return run(spec, args, stop)
+    except (DataError, SplitError, PretrainedWeightsError, CheckpointError, TrainingDiverged, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a missing path, or a full disk while writing (the previous file is kept)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (StopRequested, KeyboardInterrupt) as e:
+        print(resume_hint(spec, args, argv), file=sys.stderr)
+        return 128 + getattr(e, "signum", signal.SIGINT)
+    finally:
+        stop.restore()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def run(spec, args, stop=None):
+    check_args(args)
+    info = init_distributed(args.device, args.dist_timeout)
+    device = pick_device(args.device, info)
+    if args.amp is None:
+        args.amp = default_amp(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    else:
+        set_cpu_threads(args.workers, info)
+    torch.manual_seed(args.seed + info.rank)  # same init everywhere (DDP broadcasts rank 0's anyway)
+
+    data = build_data(args, spec, info)
+    if args.check_data:
+        sets = {"train": data.train, "val": data.val, "test": data.test}
+        bad = check_frames({k: v for k, v in sets.items() if v is not None}, args.workers)
+        return 1 if bad else 0
+    # Resuming or evaluating loads every weight from the checkpoint: no ImageNet file needed.
+    model = build_model(spec, len(data.classes), device, getattr(args, "stack", 1), args.consensus, args.dropout,
+                        "none" if args.resume else args.pretrained, args.partial_bn)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+                                weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", patience=args.lr_patience,
+                                                           factor=args.lr_factor)
+    if info.is_main:
+        print(f"==> {spec.name} stream: {len(data.train)} train / {len(data.val) if data.val else 0} val / "
+              f"{len(data.test)} test videos, {len(data.classes)} classes, device {device}"
+              + (f" x {info.world_size} processes" if info.enabled else ""))
+        print(f"==> model selection: {selection_protocol(args)}", flush=True)
+
+    loop = LoopConfig(spec.modality, args.amp, args.workers, args.test_batch_size, args.seed)
+    run = TrainingRun(args, spec, info, device, data, model, optimizer, scheduler,
+                      model_identity(args, spec, len(data.classes)), loop)
+    if args.resume:
+        ckpt = restore(args.resume, model, None if args.evaluate else optimizer, scheduler, run.identity, device)
+        run.history, run.best, run.start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
+    if args.start_epoch is not None:
+        run.start_epoch = args.start_epoch
+    if args.evaluate:
+        return evaluate_only(run, run.start_epoch - 1)
+
+    train_model = model
+    if args.compile:
+        train_model = torch.compile(train_model)
+    if info.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_loader = make_loader(data.train, args.batch_size, device, args.workers, args.seed,
+                               sampler=data.train_sampler, persistent=True)
+    if info.is_main:
+        os.makedirs(args.out, exist_ok=True)
+        utils.save_json(vars(args) | {"stream": spec.name, "selection": selection_protocol(args)},
+                        os.path.join(args.out, "args.json"))
+    tb = plots.tensorboard_writer(args.out) if args.tensorboard and info.is_main else None
+    try:
+        train_epochs(run, train_model, train_loader, stop, tb)
+    except TrainingDiverged as e:
+        raise TrainingDiverged(f"{e}; {args.out}/checkpoint.pth still holds the last good epoch") from None
+    finally:
+        if tb is not None:
+            tb.close()
+    return 0
+
+
+def train_epochs(run, train_model, train_loader, stop, tb):
+    """The epoch loop: train, evaluate, schedule, save; stop at --epochs or --min-lr."""
+    args, info, data = run.args, run.info, run.data
+    for epoch in range(run.start_epoch, args.epochs):
+        data.train_sampler.set_epoch(epoch)
+        row, bad = train_one_epoch(train_model, train_loader, run.optimizer, run.device, epoch, run.loop, info, stop)
+        sync_buffers(run.model, info)
+        run.history["train"].append(row)
+        evals = {}
+        for name, dataset in (("val", data.val), ("test", data.test)):
+            if dataset is not None:
+                erow, scores, _, ebad = evaluate(run.model, dataset, run.device, run.loop, info, f"epoch {epoch} {name}")
+                evals[name] = (erow, scores)
+                run.history[name].append({"Epoch": epoch, **erow})
+                bad += ebad
+        selected_on = "test" if args.select_on_test else "val"
+        improved = False
+        if selected_on in evals:
+            run.best, improved = update_best(run.best, evals[selected_on][0], selected_on, epoch)
+        run.scheduler.step(schedule_loss(evals, row, args))
+        if info.is_main:
+            print_row("training", epoch, args.epochs, row)
+            for name in evals:
+                print_row("validation" if name == "val" else "test", epoch, args.epochs, evals[name][0])
+            if bad:
+                print(f"==> {bad} unreadable frames were replaced by their nearest readable neighbour (--on-bad-frame skip)")
+            save_epoch(run, epoch, improved, evals)
+            draw(args, tb, epoch, row, evals)
+        lr = run.optimizer.param_groups[0]["lr"]
+        if lr < args.min_lr:
+            if info.is_main:
+                print(f"==> the learning rate {lr:g} fell below --min-lr {args.min_lr:g}: training stops")
+            break
+
+
+def schedule_loss(evals, train_row, args):
+    """The loss ReduceLROnPlateau follows: validation, test (seed protocol) or training."""
+    if args.select_on_test:
+        return evals["test"][0]["Loss"]
+    if "val" in evals:
+        return evals["val"][0]["Loss"]
+    return train_row["Loss"]
+
+
+def print_row(stage, epoch, total, row):
+    """The seed's console lines for one stage of an epoch."""
+    print(f"==> Epoch:[{epoch}/{total}][{stage} stage]")
+    timing = f"Time [{row['Batch Time']}]" + (f" Data [{row['Data Time']}]" if "Data Time" in row else "")
+    print(timing)
+    print(f"Loss [{row['Loss']}] Prec@1 [{row['Prec@1']}] Prec@5 [{row['Prec@5']}]"
+          + (f" Mean class [{row['Mean Class Acc']}]" if "Mean Class Acc" in row else ""))
+    if "lr" in row:
+        print(f"LR {row['lr']}")
+    print(flush=True)
+
+
+def draw(args, tb, epoch, row, evals):
+    """Curves (PNG) and TensorBoard scalars of the records so far."""
+    if not args.no_plots:
+        try:
+            plots.plot_run(args.out, args.picture_dir)
+        except Exception as e:  # a picture must never stop a training
+            print(f"==> warning: could not draw the curves: {e}", file=sys.stderr)
+    if tb is not None:
+        plots.tensorboard_log(tb, epoch, {"train": row, **{n: evals[n][0] for n in evals}})
+
+
+def save_epoch(run, epoch, improved, evals):
+    """Records, checkpoint and score files of one finished epoch; each written atomically."""
+    out, data = run.args.out, run.data
+    # The checkpoint first: if writing it fails (full disk), the records still match the
+    # previous checkpoint, which stays intact.
+    payload = checkpoint_payload(run, epoch)
+    utils.save_torch(payload, os.path.join(out, "checkpoint.pth"))
+    write_records(out, run.history)
+    test_row, test_scores = evals["test"]
+    meta = score_meta(run.args, run.spec, epoch, test_row)
+    utils.save_pickle(score_file(data.test, test_scores, data.classes, meta), os.path.join(out, "video_scores.pkl"))
+    if improved:
+        utils.save_torch(payload, os.path.join(out, "model_best.pth"))
+        utils.save_pickle(score_file(data.test, test_scores, data.classes, meta | {"best": run.best}),
+                          os.path.join(out, "video_scores_best.pkl"))
+
+
+def score_meta(args, spec, epoch, row):
+    return {"stream": spec.name, "consensus": args.consensus, "epoch": epoch, "split": args.split,
+            "dataset": args.dataset, "top1": row["Prec@1"], "top5": row["Prec@5"],
+            "mean_class_acc": row["Mean Class Acc"], "selection": selection_protocol(args),
+            "test_frames": args.test_frames, "test_crops": args.test_crops}
+
+
+def evaluate_only(run, epoch):
+    """--evaluate: score the test split with the checkpoint's model; train nothing, touch no
+    checkpoint or record, write video_scores.pkl for this protocol."""
+    args, data = run.args, run.data
+    row, scores, _, _ = evaluate(run.model, data.test, run.device, run.loop, run.info, "test")
+    if run.info.is_main:
+        print_row("test", epoch, args.epochs, row)
+        meta = score_meta(args, run.spec, epoch, row) | {"evaluated_from": args.resume}
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, "video_scores.pkl")
+        utils.save_pickle(score_file(data.test, scores, data.classes, meta), path)
+        print(f"==> wrote {path}")
+    return 0
