@@ -18,7 +18,8 @@ left or right at random per video, so flipping maps Side to Side. Left vs right 
 be a learnable class under that augmentation.
 
 Flow is written directly from the known motion (no optical-flow estimation), quantised as
-TV-L1 dumps are: q = round(255 * (clip(f, -20, 20) + 20) / 40), grayscale JPEG.
+TV-L1 dumps are (dataloader/flow.py): q = round(255 * (clip(f, -20, 20) + 20) / 40),
+grayscale JPEG.
 
 Classes are listed alphabetically, so labels agree between the UCF101-style lists
 (classInd.txt) and the HMDB51 reader (which sorts the per-class files).
@@ -33,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
+from dataloader.flow import quantize_flow
+
 # Saturated RGB colours far from the dull, low-saturation backgrounds.
 COLOURS = {
     "Red": (230, 30, 30),
@@ -43,7 +46,6 @@ COLOURS = {
     "Cyan": (30, 215, 225),
 }
 MOTIONS = ("Up", "Down", "Side")
-FLOW_BOUND = 20.0          # the dense_flow / denseflow bound
 NUM_GROUPS = 25            # UCF101 actor groups g01..g25
 GROUPS_PER_SPLIT = 7       # split s tests groups 7(s-1)+1 .. 7s, as UCF101
 SPEED_RANGE = (4.0, 6.0)   # px/frame: quantised values 153..166 / 102..90, far from 128
@@ -82,12 +84,6 @@ def cue_accuracy(score_file):
              for v, s in score_file["scores"].items()]
     return {"colour": float(np.mean([p[0] == t[0] for p, t in pairs])),
             "motion": float(np.mean([p[1] == t[1] for p, t in pairs]))}
-
-
-def quantize_flow(flow):
-    """Flow in px/frame -> uint8 as TV-L1 dumps store it (bound 20, 127.5 = no motion)."""
-    f = np.clip(flow, -FLOW_BOUND, FLOW_BOUND)
-    return np.rint(255.0 * (f + FLOW_BOUND) / (2 * FLOW_BOUND)).astype(np.uint8)
 
 
 def _background(rng, height, width):

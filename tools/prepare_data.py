@@ -9,8 +9,8 @@ Output under --out, the layout the training code reads:
     prepare_info.json                          flow method, size and bound used
 <dir> is the video file name without `.avi` (`v_ApplyEyeMakeup_g01_c01`; HMDB51 names as is).
 N frames give N-1 flow frames. Flow is computed on the resized grayscale frames and stored
-as grayscale JPEG with bound 20: q = round(255 * (clip(f, -20, 20) + 20) / 40), so 127.5
-(stored as 128) means no motion. The flow folder is called tvl1_flow even with
+as grayscale JPEG with bound 20 (dataloader/flow.py: q = round(255 * (clip(f, -20, 20) + 20) / 40),
+so 127.5, stored as 128, means no motion). The flow folder is called tvl1_flow even with
 --flow farneback, because that is the name readers look for; prepare_info.json records the
 method.
 
@@ -36,15 +36,14 @@ from multiprocessing import get_context
 from typing import NamedTuple
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
+from dataloader.flow import BOUND, quantize_flow
 from dataloader.splits import video_name
 
 RGB_DIR = "jpegs_256"
 FLOW_DIR = "tvl1_flow"          # also for farneback: readers look for this name
 INFO_FILE = "prepare_info.json"
-BOUND = 20
 FLOW_METHODS = ("tvl1", "farneback")
 TMP_PREFIX = ".tmp-"
 
@@ -67,15 +66,6 @@ class Result(NamedTuple):
 
 
 # ---------------------------------------------------------------- pure helpers
-
-def quantize_flow(flow, bound=BOUND):
-    """Flow component (float, pixels) -> uint8: -bound -> 0, 0 -> 128, +bound -> 255.
-
-    No motion gives 255 * bound / (2 * bound) = 127.5 exactly; np.round rounds halves to
-    even, so it is stored as 128 (readers treat ~127.5 as zero anyway)."""
-    scaled = 255.0 * (np.clip(flow, -bound, bound) + bound) / (2 * bound)
-    return np.round(scaled).astype(np.uint8)
-
 
 def frame_name(index):
     """1-based frame file name: 1 -> 'frame000001.jpg'."""
