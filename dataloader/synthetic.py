@@ -35,6 +35,9 @@ import cv2
 import numpy as np
 
 from dataloader.flow import quantize_flow
+from dataloader.layout import (FLOW_DIR, FRAMES_DIR, RGB_DIR, folder_for_video, mmaction_frame_name,
+                               mmaction_video_dir, twostream_frame_name, twostream_video_dirs)
+from dataloader.splits import DEFAULT_SPLITS_SUBDIR
 
 # Saturated RGB colours far from the dull, low-saturation backgrounds.
 COLOURS = {
@@ -54,7 +57,7 @@ FLOW_NOISE = 2             # quantisation steps (+-0.3 px), uniform
 COLOUR_JITTER = 15         # per-video jitter of the object colour, per channel
 # Everything this tool writes under OUT; --overwrite removes only these.
 MARKER = "synthetic.json"
-MANAGED = ("jpegs_256", "tvl1_flow", "rawframes", "ucfTrainTestlist", "testTrainMulti_7030_splits", MARKER)
+MANAGED = (RGB_DIR, FLOW_DIR, FRAMES_DIR, *DEFAULT_SPLITS_SUBDIR.values(), MARKER)
 
 
 def class_specs(appearances=3, motions=2, dataset="ucf101"):
@@ -163,7 +166,7 @@ def render_video(rng, colour, motion, n_frames, width=160, height=120):
     return rgb, flows[0], flows[1]
 
 
-def _video_name(dataset, cls, group, clip):
+def synthetic_video_name(dataset, cls, group, clip):
     """UCF101: `RedUp_g08_c01`; HMDB51: `film08_red_up_clip01` (the part before `_<class>_`
     is the source film, which dataloader.splits.video_group uses as the group)."""
     if dataset == "ucf101":
@@ -181,7 +184,7 @@ def plan_videos(specs, videos_per_class, dataset):
         for i in range(videos_per_class):
             group = 1 + i * NUM_GROUPS // videos_per_class
             clips[group] = clips.get(group, 0) + 1
-            videos.append((_video_name(dataset, cls, group, clips[group]), label, group, i))
+            videos.append((synthetic_video_name(dataset, cls, group, clips[group]), label, group, i))
     return videos
 
 
@@ -193,7 +196,7 @@ def write_split_lists(out, dataset, classes, videos):
     """Write the three official-style splits. UCF101 files use CRLF like the originals;
     HMDB51 lines carry the originals' trailing space. Returns the folder written."""
     if dataset == "ucf101":
-        folder = os.path.join(out, "ucfTrainTestlist")
+        folder = os.path.join(out, DEFAULT_SPLITS_SUBDIR["ucf101"])
         os.makedirs(folder, exist_ok=True)
 
         def write(name, lines):
@@ -207,7 +210,7 @@ def write_split_lists(out, dataset, classes, videos):
             write(f"testlist0{s}.txt", [f"{classes[y]}/v_{v}.avi"
                                         for v, y, g, _ in videos if is_test_group(g, s)])
         return folder
-    folder = os.path.join(out, "testTrainMulti_7030_splits")
+    folder = os.path.join(out, DEFAULT_SPLITS_SUBDIR["hmdb51"])
     os.makedirs(folder, exist_ok=True)
     for label, cls in enumerate(classes):
         for s in (1, 2, 3):
@@ -219,17 +222,15 @@ def write_split_lists(out, dataset, classes, videos):
 
 def _frame_paths(out, layout, dataset, cls, video):
     """Functions i -> path (1-based file numbers) for rgb, u, v, with their folders made."""
-    folder_name = f"v_{video}" if dataset == "ucf101" else video
+    folder = folder_for_video(video, dataset)
     if layout == "twostream":
-        dirs = [os.path.join(out, "jpegs_256", folder_name),
-                os.path.join(out, "tvl1_flow", "u", folder_name),
-                os.path.join(out, "tvl1_flow", "v", folder_name)]
+        dirs = twostream_video_dirs(os.path.join(out, RGB_DIR), os.path.join(out, FLOW_DIR), folder)
         for d in dirs:
             os.makedirs(d, exist_ok=True)
-        return [lambda i, d=d: os.path.join(d, f"frame{i + 1:06d}.jpg") for d in dirs]
-    d = os.path.join(out, "rawframes", cls, folder_name)
+        return [lambda i, d=d: os.path.join(d, twostream_frame_name(i + 1)) for d in dirs]
+    d = mmaction_video_dir(os.path.join(out, FRAMES_DIR), cls, folder)
     os.makedirs(d, exist_ok=True)
-    return [lambda i, p=p: os.path.join(d, f"{p}_{i + 1:05d}.jpg") for p in ("img", "flow_x", "flow_y")]
+    return [lambda i, s=s: os.path.join(d, mmaction_frame_name(s, i + 1)) for s in ("rgb", "u", "v")]
 
 
 def _write_jpeg(path, image, quality):

@@ -39,16 +39,17 @@ import cv2
 from tqdm import tqdm
 
 from dataloader.flow import BOUND, quantize_flow
+from dataloader.layout import FLOW_DIR, RGB_DIR, UCF101_FOLDER_PREFIX, twostream_frame_name, twostream_video_dirs
 from dataloader.splits import video_name
 
-RGB_DIR = "jpegs_256"
-FLOW_DIR = "tvl1_flow"          # also for farneback: readers look for this name
+# FLOW_DIR is tvl1_flow also for farneback: readers look for this name.
 INFO_FILE = "prepare_info.json"
 FLOW_METHODS = ("tvl1", "farneback")
 TMP_PREFIX = ".tmp-"
 
 
-class Job(NamedTuple):
+class VideoJob(NamedTuple):
+    """One video to prepare (what a worker process receives)."""
     src: str        # path of the .avi
     name: str       # output folder name (file name without .avi)
     out: str        # --out
@@ -67,16 +68,10 @@ class Result(NamedTuple):
 
 # ---------------------------------------------------------------- pure helpers
 
-def frame_name(index):
-    """1-based frame file name: 1 -> 'frame000001.jpg'."""
-    return f"frame{index:06d}.jpg"
-
-
 def final_dirs(out, name):
     """The three folders of one video, in the order they are renamed (RGB last)."""
-    return [os.path.join(out, FLOW_DIR, "u", name),
-            os.path.join(out, FLOW_DIR, "v", name),
-            os.path.join(out, RGB_DIR, name)]
+    rgb, u, v = twostream_video_dirs(os.path.join(out, RGB_DIR), os.path.join(out, FLOW_DIR), name)
+    return [u, v, rgb]
 
 
 def tmp_dir(final):
@@ -114,7 +109,7 @@ def list_videos(videos_dir, dataset="ucf101"):
             raise ValueError(f"two videos would share the output folder '{name}': {seen[name]} and {p}")
         seen[name] = p
     if dataset == "ucf101":
-        odd = [n for n in seen if not n.startswith("v_")]
+        odd = [n for n in seen if not n.startswith(UCF101_FOLDER_PREFIX)]
         if odd:
             print(f"warning: {len(odd)} video(s) not named v_<Class>_gXX_cYY (e.g. {odd[0]}); "
                   f"is this HMDB51? (--dataset hmdb51)", file=sys.stderr)
@@ -180,12 +175,12 @@ def _extract(job, rgb_tmp, u_tmp, v_tmp):
                 break
             n += 1
             frame = cv2.resize(frame, (job.width, job.height))
-            _write(os.path.join(rgb_tmp, frame_name(n)), frame)
+            _write(os.path.join(rgb_tmp, twostream_frame_name(n)), frame)
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             if prev_gray is not None:
                 flow = compute_flow(prev_gray, gray, job.flow)
-                _write(os.path.join(u_tmp, frame_name(n - 1)), quantize_flow(flow[..., 0]))
-                _write(os.path.join(v_tmp, frame_name(n - 1)), quantize_flow(flow[..., 1]))
+                _write(os.path.join(u_tmp, twostream_frame_name(n - 1)), quantize_flow(flow[..., 0]))
+                _write(os.path.join(v_tmp, twostream_frame_name(n - 1)), quantize_flow(flow[..., 1]))
             prev_gray = gray
     finally:
         cap.release()
@@ -308,7 +303,7 @@ def main(argv=None):
     names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     finished = {n for n in names if is_finished(args.out, n)}
     skipped = [n for n in names if n in finished]
-    jobs = [Job(p, n, args.out, args.width, args.height, args.flow)
+    jobs = [VideoJob(p, n, args.out, args.width, args.height, args.flow)
             for p, n in zip(paths, names) if n not in finished]
     print(f"{len(paths)} videos: {len(skipped)} already finished, {len(jobs)} to prepare "
           f"({args.flow}, {args.width}x{args.height}, {min(args.workers, max(len(jobs), 1))} workers)",
