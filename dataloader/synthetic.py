@@ -24,7 +24,6 @@ grayscale JPEG.
 Classes are listed alphabetically, so labels agree between the UCF101-style lists
 (classInd.txt) and the HMDB51 reader (which sorts the per-class files).
 """
-import json
 import os
 import shutil
 import sys
@@ -34,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
+import utils
 from dataloader.flow import quantize_flow
 from dataloader.layout import (FLOW_DIR, FRAMES_DIR, RGB_DIR, folder_for_video, mmaction_frame_name,
                                mmaction_video_dir, twostream_frame_name, twostream_video_dirs)
@@ -197,11 +197,9 @@ def write_split_lists(out, dataset, classes, videos):
     HMDB51 lines carry the originals' trailing space. Returns the folder written."""
     if dataset == "ucf101":
         folder = os.path.join(out, DEFAULT_SPLITS_SUBDIR["ucf101"])
-        os.makedirs(folder, exist_ok=True)
 
         def write(name, lines):
-            with open(os.path.join(folder, name), "w", newline="") as f:
-                f.write("".join(line + "\r\n" for line in lines))
+            utils.save_text("".join(line + "\r\n" for line in lines), os.path.join(folder, name))
 
         write("classInd.txt", [f"{i + 1} {c}" for i, c in enumerate(classes)])
         for s in (1, 2, 3):
@@ -211,12 +209,10 @@ def write_split_lists(out, dataset, classes, videos):
                                         for v, y, g, _ in videos if is_test_group(g, s)])
         return folder
     folder = os.path.join(out, DEFAULT_SPLITS_SUBDIR["hmdb51"])
-    os.makedirs(folder, exist_ok=True)
     for label, cls in enumerate(classes):
         for s in (1, 2, 3):
             lines = [f"{v}.avi {2 if is_test_group(g, s) else 1} \n" for v, y, g, _ in videos if y == label]
-            with open(os.path.join(folder, f"{cls}_test_split{s}.txt"), "w", newline="") as f:
-                f.write("".join(lines))
+            utils.save_text("".join(lines), os.path.join(folder, f"{cls}_test_split{s}.txt"))
     return folder
 
 
@@ -310,8 +306,7 @@ def generate(out, appearances=3, motions=2, videos_per_class=10, width=160, heig
     splits_dir = write_split_lists(out, dataset, classes, videos)
     manifest = dict(options, classes=classes, num_videos=len(videos), rgb_frames=total,
                     flow_frames=total - len(videos), splits_dir=os.path.basename(splits_dir))
-    with open(os.path.join(out, MARKER), "w") as f:
-        json.dump(manifest, f, indent=1)
+    utils.save_json(manifest, os.path.join(out, MARKER))
     _warn_thin_splits(videos, classes)
     if verbose:
         print(f"make_synthetic: {len(classes)} classes ({', '.join(classes)}), {len(videos)} videos, "

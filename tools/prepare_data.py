@@ -38,6 +38,7 @@ from typing import NamedTuple
 import cv2
 from tqdm import tqdm
 
+import utils
 from dataloader.flow import BOUND, quantize_flow
 from dataloader.layout import FLOW_DIR, RGB_DIR, UCF101_FOLDER_PREFIX, twostream_frame_name, twostream_video_dirs
 from dataloader.splits import video_name
@@ -232,10 +233,7 @@ def check_info(out, info):
         if diff:
             raise ValueError(f"{path} was made with " + ", ".join(f"{k}={old.get(k)}" for k in diff)
                              + "; use the same settings or another --out")
-    os.makedirs(out, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(info, f, indent=2)
-    os.replace(path + ".tmp", path)
+    utils.save_json(info, path)
 
 
 def run_jobs(jobs, workers, flow):
