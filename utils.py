@@ -113,6 +113,12 @@ def save_json(obj, path):
     atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True), mode="w")
 
 
+def save_text(text, path, encoding="utf-8"):
+    """Write `text` exactly as given: no newline translation, so CRLF lines stay CRLF."""
+    data = text.encode(encoding)
+    atomic_write(path, lambda f: f.write(data))
+
+
 def save_csv(rows, columns, path):
     """Write a list of dicts as CSV with the given column order."""
     def write(f):

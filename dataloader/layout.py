@@ -18,14 +18,52 @@ from dataloader.packed import SOURCES, SUFFIX, PackCache, PackedFrame
 
 LAYOUTS = ("auto", "twostream", "mmaction", "packed")
 
+# ---------------------------------------------------------------- names on disk
+# The one place that spells them; the writers (tools/prepare_data.py, dataloader/synthetic.py)
+# use these too. Frame numbers in file names are 1-based.
+RGB_DIR = "jpegs_256"      # two-stream RGB folder under --data-root
+FLOW_DIR = "tvl1_flow"     # two-stream flow folder, with one sub-folder per component
+FLOW_COMPONENTS = ("u", "v")
+FRAMES_DIR = "rawframes"   # mmaction folder: <Class>/<video>/ under it
+PACKED_DIR = "packed"      # packs (dataloader/packed.py)
+UCF101_FOLDER_PREFIX = "v_"
+TWOSTREAM_PREFIX = "frame"
+MMACTION_PREFIXES = {"rgb": "img_", "u": "flow_x_", "v": "flow_y_"}
 
-def _video_name(dirname):
-    """The name a split list uses for a video folder (UCF101 folders carry a `v_` prefix)."""
-    return dirname[2:] if dirname.startswith("v_") else dirname
+
+def twostream_frame_name(number):
+    """1 -> 'frame000001.jpg' (RGB and both flow components)."""
+    return f"{TWOSTREAM_PREFIX}{number:06d}.jpg"
+
+
+def mmaction_frame_name(source, number):
+    """('rgb' | 'u' | 'v', 1) -> 'img_00001.jpg' | 'flow_x_00001.jpg' | 'flow_y_00001.jpg'."""
+    return f"{MMACTION_PREFIXES[source]}{number:05d}.jpg"
+
+
+def twostream_video_dirs(rgb_dir, flow_dir, folder):
+    """(rgb, u, v) folders of the video folder name `folder` in the two-stream layout."""
+    return (os.path.join(rgb_dir, folder),) + tuple(os.path.join(flow_dir, c, folder) for c in FLOW_COMPONENTS)
+
+
+def mmaction_video_dir(frames_dir, class_name, folder):
+    """The one folder holding a video's RGB and flow frames in the mmaction layout."""
+    return os.path.join(frames_dir, class_name, folder)
+
+
+def folder_for_video(video, dataset):
+    """A video's folder name as the datasets' archives spell it: UCF101 folders carry the
+    `v_` prefix of the .avi files (`v_ApplyEyeMakeup_g01_c01`), HMDB51 folders do not."""
+    return UCF101_FOLDER_PREFIX + video if dataset == "ucf101" else video
+
+
+def video_from_folder(dirname):
+    """The name a split list uses for a video folder (the inverse of folder_for_video)."""
+    return dirname[len(UCF101_FOLDER_PREFIX):] if dirname.startswith(UCF101_FOLDER_PREFIX) else dirname
 
 
 def _key(dirname):
-    return _video_name(dirname).lower()
+    return video_from_folder(dirname).lower()
 
 
 def _index_dirs(root):
@@ -45,7 +83,7 @@ class TwoStreamLayout:
     def __init__(self, rgb_dir, flow_dir):
         # Only the folders of the modality a stream reads must exist; checked by require().
         self.rgb_dir, self.flow_dir = rgb_dir, flow_dir
-        u_dir, v_dir = os.path.join(flow_dir, "u"), os.path.join(flow_dir, "v")
+        u_dir, v_dir = (os.path.join(flow_dir, c) for c in FLOW_COMPONENTS)
         self._rgb = _index_dirs(rgb_dir) if os.path.isdir(rgb_dir) else None
         self._u = _index_dirs(u_dir) if os.path.isdir(u_dir) else None
         self._v = _index_dirs(v_dir) if os.path.isdir(v_dir) else None
@@ -65,17 +103,17 @@ class TwoStreamLayout:
     def num_frames(self, video, modality):
         k = video.lower()
         if modality == "rgb":
-            return _count(self._rgb[k], "frame")
-        return min(_count(self._u[k], "frame"), _count(self._v[k], "frame"))
+            return _count(self._rgb[k], TWOSTREAM_PREFIX)
+        return min(_count(self._u[k], TWOSTREAM_PREFIX), _count(self._v[k], TWOSTREAM_PREFIX))
 
     def frame_paths(self, video, modality):
         """Function i -> path(s) of frame i (0-based): one RGB path or a (u, v) pair."""
         k = video.lower()
         if modality == "rgb":
             folder = self._rgb[k]
-            return lambda i: os.path.join(folder, f"frame{i + 1:06d}.jpg")
+            return lambda i: os.path.join(folder, twostream_frame_name(i + 1))
         u, v = self._u[k], self._v[k]
-        return lambda i: (os.path.join(u, f"frame{i + 1:06d}.jpg"), os.path.join(v, f"frame{i + 1:06d}.jpg"))
+        return lambda i: (os.path.join(u, twostream_frame_name(i + 1)), os.path.join(v, twostream_frame_name(i + 1)))
 
     def describe(self, modality):
         return self.rgb_dir if modality == "rgb" else f"{self.flow_dir}/{{u,v}}"
@@ -85,7 +123,7 @@ class TwoStreamLayout:
         self.require(modality)
         folders = self._rgb if modality == "rgb" else self._u
         keys = folders.keys() if modality == "rgb" else self._u.keys() & self._v.keys()
-        return sorted(_video_name(os.path.basename(folders[k])) for k in keys)
+        return sorted(video_from_folder(os.path.basename(folders[k])) for k in keys)
 
 
 class MMActionLayout:
@@ -108,20 +146,21 @@ class MMActionLayout:
     def num_frames(self, video, modality):
         folder = self._dirs[video.lower()]
         if modality == "rgb":
-            return _count(folder, "img_")
-        return min(_count(folder, "flow_x_"), _count(folder, "flow_y_"))
+            return _count(folder, MMACTION_PREFIXES["rgb"])
+        return min(_count(folder, MMACTION_PREFIXES["u"]), _count(folder, MMACTION_PREFIXES["v"]))
 
     def frame_paths(self, video, modality):
         folder = self._dirs[video.lower()]
         if modality == "rgb":
-            return lambda i: os.path.join(folder, f"img_{i + 1:05d}.jpg")
-        return lambda i: (os.path.join(folder, f"flow_x_{i + 1:05d}.jpg"), os.path.join(folder, f"flow_y_{i + 1:05d}.jpg"))
+            return lambda i: os.path.join(folder, mmaction_frame_name("rgb", i + 1))
+        return lambda i: (os.path.join(folder, mmaction_frame_name("u", i + 1)),
+                          os.path.join(folder, mmaction_frame_name("v", i + 1)))
 
     def describe(self, modality):
         return f"{self.root}/<Class>/<video>"
 
     def videos(self, modality):
-        return sorted(_video_name(os.path.basename(d)) for d in self._dirs.values())
+        return sorted(video_from_folder(os.path.basename(d)) for d in self._dirs.values())
 
 
 class PackedLayout:
@@ -174,10 +213,10 @@ def open_layout(layout, data_root, rgb_dir=None, flow_dir=None, frames_dir=None,
 
     Raises FileNotFoundError naming the folders it looked for.
     """
-    rgb_dir = rgb_dir or os.path.join(data_root, "jpegs_256")
-    flow_dir = flow_dir or os.path.join(data_root, "tvl1_flow")
-    frames_dir = frames_dir or os.path.join(data_root, "rawframes")
-    packed_dir = packed_dir or os.path.join(data_root, "packed")
+    rgb_dir = rgb_dir or os.path.join(data_root, RGB_DIR)
+    flow_dir = flow_dir or os.path.join(data_root, FLOW_DIR)
+    frames_dir = frames_dir or os.path.join(data_root, FRAMES_DIR)
+    packed_dir = packed_dir or os.path.join(data_root, PACKED_DIR)
     if layout == "auto":
         if allow_packed and os.path.isdir(packed_dir):
             layout = "packed"

@@ -18,12 +18,12 @@ left or right at random per video, so flipping maps Side to Side. Left vs right 
 be a learnable class under that augmentation.
 
 Flow is written directly from the known motion (no optical-flow estimation), quantised as
-TV-L1 dumps are: q = round(255 * (clip(f, -20, 20) + 20) / 40), grayscale JPEG.
+TV-L1 dumps are (dataloader/flow.py): q = round(255 * (clip(f, -20, 20) + 20) / 40),
+grayscale JPEG.
 
 Classes are listed alphabetically, so labels agree between the UCF101-style lists
 (classInd.txt) and the HMDB51 reader (which sorts the per-class files).
 """
-import json
 import os
 import shutil
 import sys
@@ -32,6 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
+
+import utils
+from dataloader.flow import quantize_flow
+from dataloader.layout import (FLOW_DIR, FRAMES_DIR, RGB_DIR, folder_for_video, mmaction_frame_name,
+                               mmaction_video_dir, twostream_frame_name, twostream_video_dirs)
+from dataloader.splits import DEFAULT_SPLITS_SUBDIR
 
 # Saturated RGB colours far from the dull, low-saturation backgrounds.
 COLOURS = {
@@ -43,7 +49,6 @@ COLOURS = {
     "Cyan": (30, 215, 225),
 }
 MOTIONS = ("Up", "Down", "Side")
-FLOW_BOUND = 20.0          # the dense_flow / denseflow bound
 NUM_GROUPS = 25            # UCF101 actor groups g01..g25
 GROUPS_PER_SPLIT = 7       # split s tests groups 7(s-1)+1 .. 7s, as UCF101
 SPEED_RANGE = (4.0, 6.0)   # px/frame: quantised values 153..166 / 102..90, far from 128
@@ -52,7 +57,7 @@ FLOW_NOISE = 2             # quantisation steps (+-0.3 px), uniform
 COLOUR_JITTER = 15         # per-video jitter of the object colour, per channel
 # Everything this tool writes under OUT; --overwrite removes only these.
 MARKER = "synthetic.json"
-MANAGED = ("jpegs_256", "tvl1_flow", "rawframes", "ucfTrainTestlist", "testTrainMulti_7030_splits", MARKER)
+MANAGED = (RGB_DIR, FLOW_DIR, FRAMES_DIR, *DEFAULT_SPLITS_SUBDIR.values(), MARKER)
 
 
 def class_specs(appearances=3, motions=2, dataset="ucf101"):
@@ -82,12 +87,6 @@ def cue_accuracy(score_file):
              for v, s in score_file["scores"].items()]
     return {"colour": float(np.mean([p[0] == t[0] for p, t in pairs])),
             "motion": float(np.mean([p[1] == t[1] for p, t in pairs]))}
-
-
-def quantize_flow(flow):
-    """Flow in px/frame -> uint8 as TV-L1 dumps store it (bound 20, 127.5 = no motion)."""
-    f = np.clip(flow, -FLOW_BOUND, FLOW_BOUND)
-    return np.rint(255.0 * (f + FLOW_BOUND) / (2 * FLOW_BOUND)).astype(np.uint8)
 
 
 def _background(rng, height, width):
@@ -167,7 +166,7 @@ def render_video(rng, colour, motion, n_frames, width=160, height=120):
     return rgb, flows[0], flows[1]
 
 
-def _video_name(dataset, cls, group, clip):
+def synthetic_video_name(dataset, cls, group, clip):
     """UCF101: `RedUp_g08_c01`; HMDB51: `film08_red_up_clip01` (the part before `_<class>_`
     is the source film, which dataloader.splits.video_group uses as the group)."""
     if dataset == "ucf101":
@@ -185,7 +184,7 @@ def plan_videos(specs, videos_per_class, dataset):
         for i in range(videos_per_class):
             group = 1 + i * NUM_GROUPS // videos_per_class
             clips[group] = clips.get(group, 0) + 1
-            videos.append((_video_name(dataset, cls, group, clips[group]), label, group, i))
+            videos.append((synthetic_video_name(dataset, cls, group, clips[group]), label, group, i))
     return videos
 
 
@@ -197,12 +196,10 @@ def write_split_lists(out, dataset, classes, videos):
     """Write the three official-style splits. UCF101 files use CRLF like the originals;
     HMDB51 lines carry the originals' trailing space. Returns the folder written."""
     if dataset == "ucf101":
-        folder = os.path.join(out, "ucfTrainTestlist")
-        os.makedirs(folder, exist_ok=True)
+        folder = os.path.join(out, DEFAULT_SPLITS_SUBDIR["ucf101"])
 
         def write(name, lines):
-            with open(os.path.join(folder, name), "w", newline="") as f:
-                f.write("".join(line + "\r\n" for line in lines))
+            utils.save_text("".join(line + "\r\n" for line in lines), os.path.join(folder, name))
 
         write("classInd.txt", [f"{i + 1} {c}" for i, c in enumerate(classes)])
         for s in (1, 2, 3):
@@ -211,29 +208,25 @@ def write_split_lists(out, dataset, classes, videos):
             write(f"testlist0{s}.txt", [f"{classes[y]}/v_{v}.avi"
                                         for v, y, g, _ in videos if is_test_group(g, s)])
         return folder
-    folder = os.path.join(out, "testTrainMulti_7030_splits")
-    os.makedirs(folder, exist_ok=True)
+    folder = os.path.join(out, DEFAULT_SPLITS_SUBDIR["hmdb51"])
     for label, cls in enumerate(classes):
         for s in (1, 2, 3):
             lines = [f"{v}.avi {2 if is_test_group(g, s) else 1} \n" for v, y, g, _ in videos if y == label]
-            with open(os.path.join(folder, f"{cls}_test_split{s}.txt"), "w", newline="") as f:
-                f.write("".join(lines))
+            utils.save_text("".join(lines), os.path.join(folder, f"{cls}_test_split{s}.txt"))
     return folder
 
 
 def _frame_paths(out, layout, dataset, cls, video):
     """Functions i -> path (1-based file numbers) for rgb, u, v, with their folders made."""
-    folder_name = f"v_{video}" if dataset == "ucf101" else video
+    folder = folder_for_video(video, dataset)
     if layout == "twostream":
-        dirs = [os.path.join(out, "jpegs_256", folder_name),
-                os.path.join(out, "tvl1_flow", "u", folder_name),
-                os.path.join(out, "tvl1_flow", "v", folder_name)]
+        dirs = twostream_video_dirs(os.path.join(out, RGB_DIR), os.path.join(out, FLOW_DIR), folder)
         for d in dirs:
             os.makedirs(d, exist_ok=True)
-        return [lambda i, d=d: os.path.join(d, f"frame{i + 1:06d}.jpg") for d in dirs]
-    d = os.path.join(out, "rawframes", cls, folder_name)
+        return [lambda i, d=d: os.path.join(d, twostream_frame_name(i + 1)) for d in dirs]
+    d = mmaction_video_dir(os.path.join(out, FRAMES_DIR), cls, folder)
     os.makedirs(d, exist_ok=True)
-    return [lambda i, p=p: os.path.join(d, f"{p}_{i + 1:05d}.jpg") for p in ("img", "flow_x", "flow_y")]
+    return [lambda i, s=s: os.path.join(d, mmaction_frame_name(s, i + 1)) for s in ("rgb", "u", "v")]
 
 
 def _write_jpeg(path, image, quality):
@@ -313,8 +306,7 @@ def generate(out, appearances=3, motions=2, videos_per_class=10, width=160, heig
     splits_dir = write_split_lists(out, dataset, classes, videos)
     manifest = dict(options, classes=classes, num_videos=len(videos), rgb_frames=total,
                     flow_frames=total - len(videos), splits_dir=os.path.basename(splits_dir))
-    with open(os.path.join(out, MARKER), "w") as f:
-        json.dump(manifest, f, indent=1)
+    utils.save_json(manifest, os.path.join(out, MARKER))
     _warn_thin_splits(videos, classes)
     if verbose:
         print(f"make_synthetic: {len(classes)} classes ({', '.join(classes)}), {len(videos)} videos, "

@@ -1,4 +1,4 @@
-"""Segment consensus: K per-segment class-score vectors -> one video score (REFERENCE §3)."""
+"""Segment consensus: K per-segment class-score vectors -> one video score (docs/method.md, section 6)."""
 
 CONSENSUS = ("mean", "max", "var")
 

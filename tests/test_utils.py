@@ -10,7 +10,7 @@ import torch
 
 from utils import (AverageMeter, accuracy, atomic_write, confusion_matrix, load_checkpoint,
                    load_pickle_safe, mean_class_accuracy, read_csv, save_csv, save_json,
-                   save_pickle, save_torch)
+                   save_pickle, save_text, save_torch)
 
 
 def np_topk_correct(scores, labels, k):
@@ -190,3 +190,10 @@ def test_checkpoint_refuses_code(tmp_path):
     with pytest.raises(ValueError, match="evil.pth"):
         load_checkpoint(str(p))
     assert not marker.exists()
+
+
+def test_save_text_keeps_line_endings(tmp_path):
+    path = tmp_path / "sub" / "list.txt"
+    save_text("a 1\r\nb 2\r\n", path)
+    assert path.read_bytes() == b"a 1\r\nb 2\r\n"
+    assert os.listdir(tmp_path / "sub") == ["list.txt"]  # no temporary file left

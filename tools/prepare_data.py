@@ -9,8 +9,8 @@ Output under --out, the layout the training code reads:
     prepare_info.json                          flow method, size and bound used
 <dir> is the video file name without `.avi` (`v_ApplyEyeMakeup_g01_c01`; HMDB51 names as is).
 N frames give N-1 flow frames. Flow is computed on the resized grayscale frames and stored
-as grayscale JPEG with bound 20: q = round(255 * (clip(f, -20, 20) + 20) / 40), so 127.5
-(stored as 128) means no motion. The flow folder is called tvl1_flow even with
+as grayscale JPEG with bound 20 (dataloader/flow.py: q = round(255 * (clip(f, -20, 20) + 20) / 40),
+so 127.5, stored as 128, means no motion). The flow folder is called tvl1_flow even with
 --flow farneback, because that is the name readers look for; prepare_info.json records the
 method.
 
@@ -36,20 +36,21 @@ from multiprocessing import get_context
 from typing import NamedTuple
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
+import utils
+from dataloader.flow import BOUND, quantize_flow
+from dataloader.layout import FLOW_DIR, RGB_DIR, UCF101_FOLDER_PREFIX, twostream_frame_name, twostream_video_dirs
 from dataloader.splits import video_name
 
-RGB_DIR = "jpegs_256"
-FLOW_DIR = "tvl1_flow"          # also for farneback: readers look for this name
+# FLOW_DIR is tvl1_flow also for farneback: readers look for this name.
 INFO_FILE = "prepare_info.json"
-BOUND = 20
 FLOW_METHODS = ("tvl1", "farneback")
 TMP_PREFIX = ".tmp-"
 
 
-class Job(NamedTuple):
+class VideoJob(NamedTuple):
+    """One video to prepare (what a worker process receives)."""
     src: str        # path of the .avi
     name: str       # output folder name (file name without .avi)
     out: str        # --out
@@ -68,25 +69,10 @@ class Result(NamedTuple):
 
 # ---------------------------------------------------------------- pure helpers
 
-def quantize_flow(flow, bound=BOUND):
-    """Flow component (float, pixels) -> uint8: -bound -> 0, 0 -> 128, +bound -> 255.
-
-    No motion gives 255 * bound / (2 * bound) = 127.5 exactly; np.round rounds halves to
-    even, so it is stored as 128 (readers treat ~127.5 as zero anyway)."""
-    scaled = 255.0 * (np.clip(flow, -bound, bound) + bound) / (2 * bound)
-    return np.round(scaled).astype(np.uint8)
-
-
-def frame_name(index):
-    """1-based frame file name: 1 -> 'frame000001.jpg'."""
-    return f"frame{index:06d}.jpg"
-
-
 def final_dirs(out, name):
     """The three folders of one video, in the order they are renamed (RGB last)."""
-    return [os.path.join(out, FLOW_DIR, "u", name),
-            os.path.join(out, FLOW_DIR, "v", name),
-            os.path.join(out, RGB_DIR, name)]
+    rgb, u, v = twostream_video_dirs(os.path.join(out, RGB_DIR), os.path.join(out, FLOW_DIR), name)
+    return [u, v, rgb]
 
 
 def tmp_dir(final):
@@ -124,7 +110,7 @@ def list_videos(videos_dir, dataset="ucf101"):
             raise ValueError(f"two videos would share the output folder '{name}': {seen[name]} and {p}")
         seen[name] = p
     if dataset == "ucf101":
-        odd = [n for n in seen if not n.startswith("v_")]
+        odd = [n for n in seen if not n.startswith(UCF101_FOLDER_PREFIX)]
         if odd:
             print(f"warning: {len(odd)} video(s) not named v_<Class>_gXX_cYY (e.g. {odd[0]}); "
                   f"is this HMDB51? (--dataset hmdb51)", file=sys.stderr)
@@ -190,12 +176,12 @@ def _extract(job, rgb_tmp, u_tmp, v_tmp):
                 break
             n += 1
             frame = cv2.resize(frame, (job.width, job.height))
-            _write(os.path.join(rgb_tmp, frame_name(n)), frame)
+            _write(os.path.join(rgb_tmp, twostream_frame_name(n)), frame)
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             if prev_gray is not None:
                 flow = compute_flow(prev_gray, gray, job.flow)
-                _write(os.path.join(u_tmp, frame_name(n - 1)), quantize_flow(flow[..., 0]))
-                _write(os.path.join(v_tmp, frame_name(n - 1)), quantize_flow(flow[..., 1]))
+                _write(os.path.join(u_tmp, twostream_frame_name(n - 1)), quantize_flow(flow[..., 0]))
+                _write(os.path.join(v_tmp, twostream_frame_name(n - 1)), quantize_flow(flow[..., 1]))
             prev_gray = gray
     finally:
         cap.release()
@@ -247,10 +233,7 @@ def check_info(out, info):
         if diff:
             raise ValueError(f"{path} was made with " + ", ".join(f"{k}={old.get(k)}" for k in diff)
                              + "; use the same settings or another --out")
-    os.makedirs(out, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(info, f, indent=2)
-    os.replace(path + ".tmp", path)
+    utils.save_json(info, path)
 
 
 def run_jobs(jobs, workers, flow):
@@ -318,7 +301,7 @@ def main(argv=None):
     names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     finished = {n for n in names if is_finished(args.out, n)}
     skipped = [n for n in names if n in finished]
-    jobs = [Job(p, n, args.out, args.width, args.height, args.flow)
+    jobs = [VideoJob(p, n, args.out, args.width, args.height, args.flow)
             for p, n in zip(paths, names) if n not in finished]
     print(f"{len(paths)} videos: {len(skipped)} already finished, {len(jobs)} to prepare "
           f"({args.flow}, {args.width}x{args.height}, {min(args.workers, max(len(jobs), 1))} workers)",
