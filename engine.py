@@ -528,10 +528,33 @@ def main(spec, argv=None):
     except (StopRequested, KeyboardInterrupt) as e:
         print(resume_hint(spec, args, argv), file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
+    except RuntimeError as e:
+        if not (dist.is_initialized() and lost_peer(e)):
+            raise
+        print(lost_peer_message(e), file=sys.stderr)
+        if dist.get_rank() == 0:  # only rank 0 writes checkpoints
+            print(resume_hint(spec, args, argv), file=sys.stderr)
+        return 1
     finally:
         stop.restore()
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def lost_peer(e):
+    """A collective failed because another process of the job died or stopped responding
+    (gloo raises a RuntimeError that names its transport, NCCL a DistError)."""
+    return isinstance(e, dist.DistError) or "gloo" in str(e)
+
+
+def lost_peer_message(e):
+    """One line instead of a traceback that does not say which process is gone."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    others = [r for r in range(world) if r != rank]
+    who = f"rank {others[0]}" if len(others) == 1 else "another rank (of " + ", ".join(map(str, others)) + ")"
+    detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return (f"error: rank {rank}: {who} stopped responding or died; the job stops "
+            f"(its log, or torchrun's summary on its node, says why). {detail}")
 
 
 def resume_hint(spec, args, argv):
