@@ -97,6 +97,22 @@ def sync_buffers(model, info):
             dist.broadcast(buf, 0)
 
 
+def lost_peer(e):
+    """A collective failed because another process of the job died or stopped responding
+    (gloo raises a RuntimeError that names its transport, NCCL a DistError)."""
+    return isinstance(e, dist.DistError) or "gloo" in str(e)
+
+
+def lost_peer_message(e):
+    """One line instead of a traceback that does not say which process is gone."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    others = [r for r in range(world) if r != rank]
+    who = f"rank {others[0]}" if len(others) == 1 else "another rank (of " + ", ".join(map(str, others)) + ")"
+    detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return (f"error: rank {rank}: {who} stopped responding or died; the job stops "
+            f"(its log, or torchrun's summary on its node, says why). {detail}")
+
+
 class StopRequested(Exception):
     """SIGINT or SIGTERM arrived; the run stops after the current step."""
 

@@ -21,6 +21,7 @@ from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
 from engine.options import build_parser, check_args, selection_protocol
 from engine.records import score_file, update_best, write_records
 from engine.runtime import (DistInfo, SignalFlag, StopRequested, default_amp, enable_huge_pages, init_distributed,
+                            lost_peer, lost_peer_message,
                             pick_device, set_cpu_threads, sync_buffers)
 from engine.streams import StreamSpec
 from network.init import PretrainedWeightsError
@@ -61,6 +62,13 @@ def main(spec, argv=None):
     except (StopRequested, KeyboardInterrupt) as e:
         print(resume_hint(spec, args, argv), file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
+    except RuntimeError as e:
+        if not (dist.is_initialized() and lost_peer(e)):
+            raise
+        print(lost_peer_message(e), file=sys.stderr)
+        if dist.get_rank() == 0:  # only rank 0 writes checkpoints
+            print(resume_hint(spec, args, argv), file=sys.stderr)
+        return 1
     finally:
         stop.restore()
         if dist.is_initialized():
