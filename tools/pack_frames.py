@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm import tqdm
 
-from dataloader.layout import open_layout
+from dataloader.layout import PACKED_DIR, open_layout
 from dataloader.packed import SOURCES, SUFFIX, PackError, PackFile, write_pack
 
 
@@ -78,7 +78,7 @@ def main(argv=None):
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
-    out = args.out or os.path.join(args.data_root, "packed")
+    out = args.out or os.path.join(args.data_root, PACKED_DIR)
     try:
         layout = open_layout(args.layout, args.data_root, args.rgb_dir, args.flow_dir, args.frames_dir,
                              allow_packed=False)
