@@ -25,39 +25,45 @@ OUTPUTS = ["args.json", "checkpoint.pth", "model_best.pth", "test.csv", "train.c
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.mark.slow
-def test_torchrun_two_processes_scores_each_video_once(tmp_path):
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def odd_data(tmp_path_factory):
+    """Tiny data with an odd number of test videos, so the ranks' evaluation shards differ."""
+    data = tmp_path_factory.mktemp("data")
     generate(data, appearances=2, motions=2, videos_per_class=5, width=48, height=40,
              min_frames=8, max_frames=12, seed=2, verbose=False)
-    # An odd number of test videos, so the evaluation shards of the two processes differ.
     testlist = data / "ucfTrainTestlist" / "testlist01.txt"
     testlist.write_text("".join(testlist.read_text().splitlines(keepends=True)[:-1]))
-    out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           os.path.join(ROOT, "spatial_cnn.py"), "--data-root", str(data), "--out", str(out),
-           "--epochs", "1", *FAST]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.count("==> spatial stream") == 1  # only rank 0 prints
-    assert "x 2 processes" in proc.stdout
-    assert sorted(os.listdir(out)) == ["args.json", "checkpoint.pth", "model_best.pth", "test.csv",
-                                       "train.csv", "val.csv", "video_scores.pkl", "video_scores_best.pkl"]
-    assert len(utils.read_csv(out / "train.csv")) == 1
+    return data
 
+
+def assert_one_run_scored_once(out, data, tmp_path):
+    """`out` holds one epoch's outputs, no temporary file, every test video scored once, and
+    the scores equal a single-process --evaluate of the same checkpoint."""
+    assert sorted(os.listdir(out)) == OUTPUTS
+    assert len(utils.read_csv(out / "train.csv")) == 1
     ddp = utils.load_pickle_safe(out / "video_scores.pkl")
     test_list = (data / "ucfTrainTestlist" / "testlist01.txt").read_text().split()
     expected = {os.path.basename(line)[2:-4] for line in test_list}
     assert set(ddp["scores"]) == expected and len(test_list) % 2 == 1
-
-    # A single-process --evaluate of the same checkpoint gives the same numbers.
     single = tmp_path / "single"
-    assert main(SPATIAL, ["--data-root", str(data), "--out", str(single), *FAST, "--evaluate",
-                          "--resume", str(out / "checkpoint.pth")]) == 0
+    assert main(SPATIAL, ["--data-root", str(data), "--out", str(single), *FAST, "--workers", "0",
+                          "--evaluate", "--resume", str(out / "checkpoint.pth")]) == 0
     one = utils.load_pickle_safe(single / "video_scores.pkl")
     for v in expected:
         np.testing.assert_allclose(ddp["scores"][v], one["scores"][v], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_scores_each_video_once(tmp_path, odd_data):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           os.path.join(ROOT, "spatial_cnn.py"), "--data-root", str(odd_data), "--out", str(out),
+           "--epochs", "1", *FAST]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("==> spatial stream") == 1  # only rank 0 prints
+    assert "x 2 processes" in proc.stdout
+    assert_one_run_scored_once(out, odd_data, tmp_path)
 
 
 # ------------------------------------------------------------ two nodes on one machine
@@ -69,17 +75,6 @@ DIST_TIMEOUT_MIN = 0.3  # --dist-timeout: 18 s
 # launchers' own teardown (interpreter exit, the agent's 0.1 s monitor interval, closing
 # the rendezvous) on two busy cores. Observed: under 2 s from the SIGKILL to both exits.
 TEARDOWN_MARGIN_S = 12
-
-
-@pytest.fixture(scope="module")
-def odd_data(tmp_path_factory):
-    """Tiny data with an odd number of test videos, so the ranks' evaluation shards differ."""
-    data = tmp_path_factory.mktemp("data")
-    generate(data, appearances=2, motions=2, videos_per_class=5, width=48, height=40,
-             min_frames=8, max_frames=12, seed=2, verbose=False)
-    testlist = data / "ucfTrainTestlist" / "testlist01.txt"
-    testlist.write_text("".join(testlist.read_text().splitlines(keepends=True)[:-1]))
-    return data
 
 
 def free_port():
@@ -175,22 +170,7 @@ def test_two_nodes_on_one_machine_train_evaluate_and_write_once(tmp_path, odd_da
     assert os.listdir(tmp_path / f"node{w}") == ["ddp"]
     assert os.listdir(tmp_path / f"node{1 - w}") == []  # rank 1 wrote nothing at all
     assert sorted(os.listdir(tmp_path)) == ["logs", "node0", "node1"]
-    out = tmp_path / f"node{w}" / "ddp"
-    assert sorted(os.listdir(out)) == OUTPUTS  # no temporary file left behind
-    assert len(utils.read_csv(out / "train.csv")) == 1
-
-    ddp = utils.load_pickle_safe(out / "video_scores.pkl")
-    test_list = (odd_data / "ucfTrainTestlist" / "testlist01.txt").read_text().split()
-    expected = {os.path.basename(line)[2:-4] for line in test_list}
-    assert set(ddp["scores"]) == expected and len(test_list) % 2 == 1
-
-    # A single-process --evaluate of the checkpoint gives the same scores.
-    single = tmp_path / "single"
-    assert main(SPATIAL, ["--data-root", str(odd_data), "--out", str(single), *FAST, "--workers", "0",
-                          "--evaluate", "--resume", str(out / "checkpoint.pth")]) == 0
-    one = utils.load_pickle_safe(single / "video_scores.pkl")
-    for v in expected:
-        np.testing.assert_allclose(ddp["scores"][v], one["scores"][v], rtol=1e-4, atol=1e-5)
+    assert_one_run_scored_once(tmp_path / f"node{w}" / "ddp", odd_data, tmp_path)
 
 
 @pytest.mark.slow
