@@ -26,6 +26,7 @@ FLOW_DIR = "tvl1_flow"     # two-stream flow folder, with one sub-folder per com
 FLOW_COMPONENTS = ("u", "v")
 FRAMES_DIR = "rawframes"   # mmaction folder: <Class>/<video>/ under it
 PACKED_DIR = "packed"      # packs (dataloader/packed.py)
+PREPARE_INFO = "prepare_info.json"  # tools/prepare_data.py's settings (flow method, frame size) under --out
 UCF101_FOLDER_PREFIX = "v_"
 TWOSTREAM_PREFIX = "frame"
 MMACTION_PREFIXES = {"rgb": "img_", "u": "flow_x_", "v": "flow_y_"}

@@ -1,6 +1,14 @@
-"""Extract RGB frames and optical flow from UCF101 / HMDB51 videos (two-stream layout).
+"""Extract RGB frames and optical flow from UCF101 / HMDB51 videos, or your own videos in
+class folders (two-stream layout).
 
     python -m tools.prepare_data --videos-dir UCF-101 --out data/ucf101 --workers 8
+    python -m tools.prepare_data --videos-dir my_videos --out data/mine --dataset folders
+
+--dataset folders reads VIDEOS/<class>/<video>.{avi,mp4,mkv,webm,mov} and also writes split
+lists in the UCF101 format (OUT/ucfTrainTestlist: classInd.txt, trainlist0N.txt,
+testlist0N.txt), stratified per class and keeping name groups (`_g08_`, --group-regex) on one
+side (dataloader/folders.py). Names are normalised (whitespace -> '_') and frame folders are
+`v_<name>`, as UCF101's.
 
 Output under --out, the layout the training code reads:
     jpegs_256/<dir>/frame000001.jpg ...        RGB, resized to --width x --height (340x256)
@@ -29,6 +37,7 @@ three final folders exist, so a run started again skips finished videos and redo
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -39,13 +48,15 @@ import cv2
 from tqdm import tqdm
 
 import utils
-from dataloader.flow import BOUND, quantize_flow
-from dataloader.layout import FLOW_DIR, RGB_DIR, UCF101_FOLDER_PREFIX, twostream_frame_name, twostream_video_dirs
-from dataloader.splits import video_name
+from dataloader import folders
+from dataloader.flow import BOUND, FLOW_METHODS, compute_flow, quantize_flow, tvl1
+from dataloader.layout import (FLOW_DIR, PREPARE_INFO, RGB_DIR, UCF101_FOLDER_PREFIX, folder_for_video, twostream_frame_name,
+                               twostream_video_dirs)
+from dataloader.splits import DEFAULT_SPLITS_SUBDIR, video_name
+from dataloader.video import DEFAULT_SIZE, resize_frame
 
 # FLOW_DIR is tvl1_flow also for farneback: readers look for this name.
-INFO_FILE = "prepare_info.json"
-FLOW_METHODS = ("tvl1", "farneback")
+INFO_FILE = PREPARE_INFO
 TMP_PREFIX = ".tmp-"
 
 
@@ -130,31 +141,12 @@ def select_videos(paths, names=None, limit=None):
 
 # ---------------------------------------------------------------- per worker
 
-_TVL1 = None
-
-
 def _init_worker(flow):
     """Pool initializer: one OpenCV thread per process (the pool already uses every core;
     more threads would only fight over them), and build the TV-L1 object once here."""
     cv2.setNumThreads(1)
     if flow == "tvl1":
-        _tvl1()
-
-
-def _tvl1():
-    # Created lazily, once per process: construction is not free and the object is reusable.
-    global _TVL1
-    if _TVL1 is None:
-        _TVL1 = cv2.optflow.DualTVL1OpticalFlow_create()
-    return _TVL1
-
-
-def compute_flow(prev_gray, gray, method):
-    """Dense flow (H x W x 2 float32, [..., 0] = horizontal, [..., 1] = vertical)."""
-    if method == "tvl1":
-        return _tvl1().calc(prev_gray, gray, None)
-    # Farneback with the parameters of OpenCV's sample (pyramid 0.5, 3 levels, window 15).
-    return cv2.calcOpticalFlowFarneback(prev_gray, gray, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        tvl1()
 
 
 def _write(path, image):
@@ -175,7 +167,7 @@ def _extract(job, rgb_tmp, u_tmp, v_tmp):
             if not ok:
                 break
             n += 1
-            frame = cv2.resize(frame, (job.width, job.height))
+            frame = resize_frame(frame, job.width, job.height)
             _write(os.path.join(rgb_tmp, twostream_frame_name(n)), frame)
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             if prev_gray is not None:
@@ -264,8 +256,16 @@ def build_parser():
     p.add_argument("--videos-dir", required=True,
                    help="folder holding <class>/<video>.avi (the extracted UCF-101 folder, or HMDB51's)")
     p.add_argument("--out", required=True, help="output folder (gets jpegs_256/, tvl1_flow/u, tvl1_flow/v)")
-    p.add_argument("--dataset", choices=("ucf101", "hmdb51"), default="ucf101",
-                   help="dataset, for name checks and prepare_info.json (default: ucf101)")
+    p.add_argument("--dataset", choices=("ucf101", "hmdb51", "folders"), default="ucf101",
+                   help="ucf101 / hmdb51: the official videos (name checks, prepare_info.json); folders: your own "
+                        "<class>/<video>.{avi,mp4,mkv,webm,mov}, and write UCF101-format split lists (default: ucf101)")
+    p.add_argument("--test-fraction", type=float, default=folders.DEFAULT_TEST_FRACTION,
+                   help="folders: share of each class's videos in the test lists (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="folders: seed of the split; split N of the lists is drawn with (seed, N) (default: 0)")
+    p.add_argument("--group-regex", default=folders.DEFAULT_GROUP_REGEX,
+                   help="folders: videos whose file names give the same match (its first group) stay on one side "
+                        "of the split; '' for none (default: %(default)s, UCF101's _g08_)")
     p.add_argument("--flow", choices=FLOW_METHODS, default="tvl1",
                    help="tvl1 (OpenCV DualTVL1, the standard, slow) or farneback (fast, lower quality); "
                         "the folder is still called tvl1_flow (default: tvl1)")
@@ -274,8 +274,8 @@ def build_parser():
     p.add_argument("--limit", type=int, default=None, help="only the first N videos in sorted order")
     p.add_argument("--videos", nargs="+", metavar="NAME",
                    help="only these videos (with or without v_ and .avi, e.g. ApplyEyeMakeup_g01_c01)")
-    p.add_argument("--width", type=int, default=340, help="frame width after resizing (default: 340)")
-    p.add_argument("--height", type=int, default=256, help="frame height after resizing (default: 256)")
+    p.add_argument("--width", type=int, default=DEFAULT_SIZE[0], help="frame width after resizing (default: %(default)s)")
+    p.add_argument("--height", type=int, default=DEFAULT_SIZE[1], help="frame height after resizing (default: %(default)s)")
     return p
 
 
@@ -290,15 +290,28 @@ def main(argv=None):
     if args.limit is not None and args.limit < 0:
         parser.error("--limit must be >= 0")
     try:
-        paths = select_videos(list_videos(args.videos_dir, args.dataset), args.videos, args.limit)
-        check_info(args.out, {"flow": args.flow, "width": args.width, "height": args.height, "bound": BOUND,
-                              "dataset": args.dataset, "flow_dir": FLOW_DIR, "rgb_dir": RGB_DIR,
-                              "opencv": cv2.__version__})
+        re.compile(args.group_regex)
+    except re.error as e:
+        parser.error(f"--group-regex is not a regular expression: {e}")
+    info = {"flow": args.flow, "width": args.width, "height": args.height, "bound": BOUND,
+            "dataset": args.dataset, "flow_dir": FLOW_DIR, "rgb_dir": RGB_DIR, "opencv": cv2.__version__}
+    try:
+        if args.dataset == "folders":
+            listed = folders.list_class_videos(args.videos_dir)
+            by_path = {v.path: v for v in listed}
+            paths = select_videos([v.path for v in listed], args.videos, args.limit)
+            names = [folder_for_video(by_path[p].name, "ucf101") for p in paths]
+            info |= {"test_fraction": args.test_fraction, "seed": args.seed, "group_regex": args.group_regex}
+            if not 0 < args.test_fraction < 1:
+                raise ValueError(f"--test-fraction must be between 0 and 1, not {args.test_fraction}")
+        else:
+            paths = select_videos(list_videos(args.videos_dir, args.dataset), args.videos, args.limit)
+            names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+        check_info(args.out, info)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     finished = {n for n in names if is_finished(args.out, n)}
     skipped = [n for n in names if n in finished]
     jobs = [VideoJob(p, n, args.out, args.width, args.height, args.flow)
@@ -319,7 +332,26 @@ def main(argv=None):
         print("\ninterrupted; run the same command again to resume", file=sys.stderr)
         return 130
     print(summarize(done, skipped, failed))
+    if args.dataset == "folders":
+        ready = [by_path[p] for p, n in zip(paths, names) if is_finished(args.out, n)]
+        try:
+            write_folder_splits(args, ready, len(paths) - len(ready))
+        except (ValueError, OSError) as e:
+            print(f"error: no split lists written: {e}", file=sys.stderr)
+            return 2
     return 1 if failed else 0
+
+
+def write_folder_splits(args, videos, missing):
+    """The UCF101-format lists of the videos whose frames are complete."""
+    splits_dir = os.path.join(args.out, DEFAULT_SPLITS_SUBDIR["ucf101"])
+    if missing:
+        print(f"warning: {missing} video(s) have no frames and are left out of the split lists", file=sys.stderr)
+    splits = folders.write_ucf101_lists(splits_dir, videos, args.test_fraction, args.seed, args.group_regex)
+    classes = sorted({v.cls for v in videos})
+    train, test = splits[0]
+    print(f"split lists: {len(classes)} classes, split 1: {len(train)} train / {len(test)} test videos "
+          f"(splits 1-{len(splits)}, --seed {args.seed}) -> {splits_dir}")
 
 
 if __name__ == "__main__":
