@@ -7,7 +7,8 @@ import shlex
 import torch
 
 import utils
-from engine.streams import in_channels
+from dataloader.layout import PREPARE_INFO
+from engine.streams import STREAMS, in_channels
 from network.model import TSN, build_backbone
 
 CHECKPOINT_FORMAT = "two-stream-tsn/1"
@@ -58,7 +59,7 @@ def checkpoint_payload(run, epoch):
     return {"format": CHECKPOINT_FORMAT, "identity": run.identity, "classes": list(run.data.classes),
             "epoch": epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "best": run.best, "history": run.history,
-            "args": json.loads(json.dumps(vars(run.args))), "torch_rng": torch.get_rng_state(),
+            "args": json.loads(json.dumps(vars(run.args))), "data_info": data_info(run.args), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None}
 
 
@@ -81,3 +82,32 @@ def resume_hint(spec, args, argv):
             keep.append(a)
     return ("==> stopped; the last finished epoch is in " + ckpt + ". Resume with:\n  python " + spec.script + " "
             + " ".join(shlex.quote(a) for a in keep + ["--resume", ckpt]))
+
+
+def data_info(args):
+    """The data root's prepare_info.json (flow method, frame size: what tools.predict must
+    redo on a new video), or {} for data not made by tools.prepare_data."""
+    try:
+        with open(os.path.join(getattr(args, "data_root", None) or "", PREPARE_INFO), encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def load_stream_checkpoint(path):
+    """A checkpoint written by spatial_cnn.py / motion_cnn.py, checked for what inference
+    needs (stream, classes, weights, options); CheckpointError in one line otherwise."""
+    try:
+        ckpt = utils.load_checkpoint(path)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(str(e).splitlines()[0]) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a stream checkpoint (expected checkpoint.pth or model_best.pth "
+                              "written by spatial_cnn.py / motion_cnn.py)")
+    identity, classes = ckpt.get("identity") or {}, ckpt.get("classes")
+    if (identity.get("stream") not in STREAMS or not isinstance(classes, list)
+            or len(classes) != identity.get("num_classes") or not isinstance(ckpt.get("model"), dict)
+            or not isinstance(ckpt.get("args"), dict)):
+        raise CheckpointError(f"{path}: an incomplete stream checkpoint (stream, classes, model or options missing)")
+    return ckpt
