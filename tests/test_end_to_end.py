@@ -30,7 +30,7 @@ SEED = 0
 # stream trained 8 epochs on 34 videos and tested on 62:
 #   own cue 87.1% (spatial colour, 87-97%; motion motion 92-100%): asserted >= 80%;
 #   other cue 56.5% at most (chance 50%): asserted <= 70%;
-#   fusion (average of raw scores) both cues 59.7% (60-84%): asserted >= 50%, while a stream
+#   fusion (average of raw scores) both cues 59.7% (60-86%): asserted >= 50%, while a stream
 #   alone gets both for 37-55% (it guesses the cue it cannot see); the fusion's gain over
 #   the better stream was 6.5-37 points: asserted > 0. How much fusion gains depends on how
 #   confidently each stream guesses the cue it cannot see, which varies most from run to run.
