@@ -77,8 +77,9 @@ def class_names(appearances=3, motions=2, dataset="ucf101"):
 
 def cue_accuracy(score_file):
     """For a video_scores.pkl of a synthetic set: the fraction of videos whose predicted
-    class has the right colour and the right motion. Top-1 hides what a stream learned
-    (a perfect spatial stream still guesses the motion); these two numbers show it."""
+    class has the right colour, the right motion, and both. Top-1 hides what a stream learned
+    (a perfect spatial stream still guesses the motion); the first two numbers show it.
+    `both` is top-1 (the class is its colour and motion); it says whether a fusion got both cues."""
     specs = {name: (colour, motion) for appearances in range(1, len(COLOURS) + 1)
              for motions in range(1, len(MOTIONS) + 1) for dataset in ("ucf101", "hmdb51")
              for name, colour, motion in class_specs(appearances, motions, dataset)}
@@ -86,7 +87,8 @@ def cue_accuracy(score_file):
     pairs = [(specs[classes[int(np.argmax(s))]], specs[classes[score_file["labels"][v]]])
              for v, s in score_file["scores"].items()]
     return {"colour": float(np.mean([p[0] == t[0] for p, t in pairs])),
-            "motion": float(np.mean([p[1] == t[1] for p, t in pairs]))}
+            "motion": float(np.mean([p[1] == t[1] for p, t in pairs])),
+            "both": float(np.mean([p == t for p, t in pairs]))}
 
 
 def _background(rng, height, width):

@@ -37,6 +37,7 @@ ROWS = ["data pipeline", "loader only", "classic baseline", "speedup", "model st
         "evaluation", "train epoch", "test pass"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stream, workers", [("motion", "1"), ("spatial", "0")])
 def test_ci_sized_run_reports_every_figure(stream, workers, tmp_path, capsys):
     out = tmp_path / "bench.json"

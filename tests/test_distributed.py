@@ -15,10 +15,10 @@ import utils
 from engine.train import main
 from engine.streams import SPATIAL
 from dataloader.synthetic import generate
+from tiny import FAST_PROCESSES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "4", "--workers", "1",
-        "--num-segments", "2", "--test-frames", "3", "--val-groups", "1", "--lr", "0.01", "--device", "cpu", "--no-plots"]
+FAST = FAST_PROCESSES
 
 OUTPUTS = ["args.json", "checkpoint.pth", "model_best.pth", "test.csv", "train.csv", "val.csv",
            "video_scores.pkl", "video_scores_best.pkl"]

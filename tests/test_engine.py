@@ -26,6 +26,7 @@ def run(spec, data_root, out, *extra):
     return main(spec, ["--data-root", data_root, "--out", str(out), *FAST, *extra])
 
 
+@pytest.mark.slow
 def test_evaluate_writes_scores_and_touches_nothing_else(data_root, tmp_path):
     out = tmp_path / "run"
     assert run(SPATIAL, data_root, out, "--epochs", "1") == 0
@@ -49,6 +50,7 @@ def test_evaluate_writes_scores_and_touches_nothing_else(data_root, tmp_path):
     assert (meta["test_frames"], meta["test_crops"]) == (5, 3)
 
 
+@pytest.mark.slow
 def test_score_file_matches_records(data_root, tmp_path):
     out = tmp_path / "run"
     assert run(MOTION, data_root, out, "--epochs", "1", "--stack", "3") == 0
@@ -72,6 +74,7 @@ def _records(out):
     return rows
 
 
+@pytest.mark.slow
 def test_resume_reproduces_an_uninterrupted_run(data_root, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert run(SPATIAL, data_root, straight, "--epochs", "3") == 0
@@ -93,6 +96,7 @@ def test_resume_reproduces_an_uninterrupted_run(data_root, tmp_path):
     assert la == lb
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip(data_root, tmp_path):
     out = tmp_path / "run"
     argv = ["--data-root", data_root, "--out", str(out), *[a for a in FAST if a != "--no-plots"], "--epochs", "1"]
@@ -119,6 +123,7 @@ def test_missing_video_fails_before_training(data_root, tmp_path, capsys):
     assert not (tmp_path / "out" / "checkpoint.pth").exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_of_the_other_stream_is_refused(data_root, tmp_path, capsys):
     out = tmp_path / "spatial"
     assert run(SPATIAL, data_root, out, "--epochs", "1") == 0
@@ -127,6 +132,7 @@ def test_checkpoint_of_the_other_stream_is_refused(data_root, tmp_path, capsys):
     assert "stream" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_diverging_loss_stops_with_epoch_and_step(data_root, tmp_path, capsys):
     assert run(SPATIAL, data_root, tmp_path / "run", "--epochs", "2", "--lr", "1e30") == 2
     err = capsys.readouterr().err
@@ -138,6 +144,7 @@ def test_evaluate_requires_a_checkpoint(data_root, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout, dataset", [("mmaction", "hmdb51"), ("mmaction", "ucf101"), ("twostream", "hmdb51")])
 def test_both_streams_train_from_other_layouts_and_hmdb51(tmp_path, layout, dataset):
     root = tmp_path / "data"
@@ -181,6 +188,7 @@ def huge_page_probe(env):
     return out[0], int(out[1])
 
 
+@pytest.mark.slow
 def test_large_cpu_tensors_get_huge_pages_unless_the_user_says_no():
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
     with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:

@@ -42,6 +42,7 @@ def records(out):
            [{k: v for k, v in r.items() if "Time" not in k} for r in utils.read_csv(out / "test.csv")]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_and_resume_matches_an_uninterrupted_run(data_root, tmp_path):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert run(data_root, straight, "--epochs", "3") == 0
@@ -64,6 +65,7 @@ def test_sigterm_stops_cleanly_and_resume_matches_an_uninterrupted_run(data_root
     assert records(stopped) == records(straight)
 
 
+@pytest.mark.slow
 def test_full_disk_while_saving_keeps_the_previous_checkpoint(data_root, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     assert run(data_root, out, "--epochs", "1") == 0
@@ -103,6 +105,7 @@ def test_check_data_names_bad_frames(own_data, tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
 
 
+@pytest.mark.slow
 def test_bad_frames_stop_the_run_or_are_skipped(own_data, tmp_path, capsys):
     # Every frame of the first video is bad except the first two, so any sample hits one.
     folder = own_data / "jpegs_256" / sorted(os.listdir(own_data / "jpegs_256"))[0]

@@ -249,6 +249,6 @@ def test_cue_accuracy_counts_each_cue_separately():
          # a: right class; b: BlueUp -> RedUp (motion right, colour wrong);
          # c: RedUp -> RedDown (colour right, motion wrong); d: RedDown -> BlueUp (both wrong)
          "scores": {"a": one_hot(0), "b": one_hot(3), "c": one_hot(2), "d": one_hot(1)}}
-    assert cue_accuracy(f) == {"colour": 0.5, "motion": 0.5}
+    assert cue_accuracy(f) == {"colour": 0.5, "motion": 0.5, "both": 0.25}
     f["scores"]["d"] = one_hot(0)  # RedDown -> BlueDown: motion right now
-    assert cue_accuracy(f) == {"colour": 0.5, "motion": 0.75}
+    assert cue_accuracy(f) == {"colour": 0.5, "motion": 0.75, "both": 0.25}

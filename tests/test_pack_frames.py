@@ -117,6 +117,7 @@ def test_corrupt_frame_inside_a_pack_names_the_pack_and_frame(tmp_path):
         ds[0]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_scores_the_same_from_packs_and_folders(packed_root, tmp_path):
     """Training and evaluation read packs transparently, also through forked data workers."""
     out = tmp_path / "run"

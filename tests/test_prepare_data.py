@@ -214,6 +214,7 @@ def test_resume_after_simulated_interruption(ucf, tmp_path, capsys):
     assert leftover_tmps(out) == []
 
 
+@pytest.mark.slow
 def test_cli_killed_then_resumed(tmp_path):
     """A real interruption: SIGKILL the CLI while it writes the second video, then rerun."""
     videos = tmp_path / "UCF-101"

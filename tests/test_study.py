@@ -24,6 +24,7 @@ def _checkpoints(study_dir):
             if (study_dir / name).is_dir()}
 
 
+@pytest.mark.slow
 def test_whole_study_then_a_second_call_skips_everything(data_root, tmp_path, capsys, monkeypatch):
     drawn = []  # the pictures themselves are tested in test_report; drawing them here costs seconds
     monkeypatch.setattr(study, "plot_run", lambda run_dir, *a, **k: drawn.append(os.path.basename(run_dir)))
