@@ -56,7 +56,8 @@ def build_parser(spec):
     m.add_argument("--pretrained", default="imagenet",
                    help="'imagenet' (torchvision's weights from the local cache), 'none', or a state-dict PATH")
     m.add_argument("--dropout", type=float, default=0.5, help="dropout before the last layer")
-    m.add_argument("--partial-bn", action="store_true", help="freeze BatchNorm statistics but the first (TSN)")
+    m.add_argument("--partial-bn", action="store_true", help="TSN's partial BN: every BatchNorm but the first keeps its statistics and its "
+                        "scale/shift fixed (not trained)")
 
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=500, help="upper bound; training stops earlier at --min-lr")

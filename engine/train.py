@@ -14,8 +14,8 @@ from dataloader.check import check_frames
 from dataloader.datasets import DataError
 from dataloader.splits import SplitError
 from engine import plots
-from engine.checkpoint import (CheckpointError, build_model, checkpoint_payload, model_identity, restore,
-                               resume_hint)
+from engine.checkpoint import (CheckpointError, build_model, build_optimizer, checkpoint_payload, model_identity,
+                               restore, resume_hint)
 from engine.data import StreamData, build_data, make_loader
 from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
 from engine.options import build_parser, check_args, selection_protocol
@@ -95,8 +95,7 @@ def run(spec, args, stop=None):
     # Resuming or evaluating loads every weight from the checkpoint: no ImageNet file needed.
     model = build_model(spec, len(data.classes), device, getattr(args, "stack", 1), args.consensus, args.dropout,
                         "none" if args.resume else args.pretrained, args.partial_bn)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
-                                weight_decay=args.weight_decay)
+    optimizer = build_optimizer(model, args.lr, args.momentum, args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", patience=args.lr_patience,
                                                            factor=args.lr_factor)
     if info.is_main:
