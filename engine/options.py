@@ -11,9 +11,36 @@ EPILOG = ("Sampling, consensus, flow encoding and the model-selection protocols 
           "docs/method.md; README.md walks through real-data usage.")
 
 
+SEED_TEST_FRAMES, TSN_TEST_FRAMES = 19, 25  # test positions: the seed's; TSN's (with 10 crops)
+
+
+def auto_or_count(text):
+    """'auto' or a whole number >= 0 (an option whose default depends on other options or on the data)."""
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number, got '{text}'") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or at least 0, got {n}")
+    return n
+
+
+class StreamParser(argparse.ArgumentParser):
+    """Resolves the defaults that depend on other options right after parsing."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, rest = super().parse_known_args(args, namespace)
+        if getattr(ns, "test_frames", None) == "auto":
+            # TSN's protocol is 25 positions x 10 crops; one centre crop keeps the seed's 19.
+            ns.test_frames = TSN_TEST_FRAMES if ns.test_crops == 10 else SEED_TEST_FRAMES
+        return ns, rest
+
+
 def build_parser(spec):
-    p = argparse.ArgumentParser(description=spec.description, epilog=EPILOG,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = StreamParser(description=spec.description, epilog=EPILOG,
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--dataset", choices=DATASETS, default="ucf101", help="which split lists to read")
     d.add_argument("--data-root", default="data/ucf101",
@@ -46,8 +73,9 @@ def build_parser(spec):
     if spec.modality == "flow":
         s.add_argument("--stack", type=int, default=10, help="consecutive flow frames L per position (2L channels)")
     s.add_argument("--crop-size", type=int, default=224, help="square crop fed to the network")
-    s.add_argument("--test-frames", type=int, default=19,
-                   help="evenly spaced test positions per video (19: the seed, 25: TSN)")
+    s.add_argument("--test-frames", type=auto_or_count, default="auto",
+                   help=f"evenly spaced test positions per video; auto: {SEED_TEST_FRAMES} (the seed), or "
+                        f"{TSN_TEST_FRAMES} with --test-crops 10 (TSN's protocol). A number given here wins")
     s.add_argument("--test-crops", type=int, default=1, choices=(1, 3, 10),
                    help="crops per test position: centre; 3 along the long side; TSN's corners+centre and flips")
 
