@@ -4,7 +4,7 @@ import argparse
 import os
 
 from dataloader.layout import LAYOUTS
-from dataloader.splits import DATASETS
+from dataloader.splits import DATASETS, VAL_FRACTION
 from network.consensus import CONSENSUS
 
 EPILOG = ("Sampling, consensus, flow encoding and the model-selection protocols are explained in "
@@ -55,10 +55,14 @@ def build_parser(spec):
     d.add_argument("--flow-dir", help="flow folder with u/ and v/ (default DATA_ROOT/tvl1_flow)")
     d.add_argument("--frames-dir", help="mmaction rawframes folder (default DATA_ROOT/rawframes)")
     d.add_argument("--packed-dir", help="packed frames from tools.pack_frames (default DATA_ROOT/packed)")
-    d.add_argument("--val-groups", type=int, default=3,
-                   help="hold out the last N actor groups of the training list as a validation set; the LR "
-                        "schedule and model_best follow it. 0: no validation set (the schedule follows the "
-                        "training loss, no model_best)")
+    pct = f"{VAL_FRACTION * 100:g}%%"  # '%%': argparse formats help strings with %
+    d.add_argument("--val-groups", type=auto_or_count, default="auto", metavar="auto|N",
+                   help=f"validation set held out of the training list; the LR schedule and model_best follow it. "
+                        f"auto: about {pct} of it: UCF101 the last round({VAL_FRACTION:g} x groups) actor groups "
+                        f"(halves up, at least 1; g23-g25 in split 1), HMDB51 whole source films of every class, "
+                        f"the last ones until {pct} of its clips. N: the last N actor groups (HMDB51: the last N "
+                        "films of each class). 0: no validation set (the schedule follows the training loss, no "
+                        "model_best)")
     d.add_argument("--select-on-test", action="store_true",
                    help="the seed's protocol: schedule and pick model_best on the TEST split. Optimistic; the "
                         "records say so")
@@ -73,7 +77,7 @@ def build_parser(spec):
     if spec.modality == "flow":
         s.add_argument("--stack", type=int, default=10, help="consecutive flow frames L per position (2L channels)")
     s.add_argument("--crop-size", type=int, default=224, help="square crop fed to the network")
-    s.add_argument("--test-frames", type=auto_or_count, default="auto",
+    s.add_argument("--test-frames", type=auto_or_count, default="auto", metavar="auto|N",
                    help=f"evenly spaced test positions per video; auto: {SEED_TEST_FRAMES} (the seed), or "
                         f"{TSN_TEST_FRAMES} with --test-crops 10 (TSN's protocol). A number given here wins")
     s.add_argument("--test-crops", type=int, default=1, choices=(1, 3, 10),
@@ -130,11 +134,14 @@ def check_args(args):
         raise ValueError("--stack must be at least 1")
 
 
-def selection_protocol(args):
+def selection_protocol(args, validation=None):
     """How this run chooses its model and LR schedule, in words that go into args.json,
-    the score files and the reports."""
+    the score files and the reports. `validation`: what was held out (StreamData.validation,
+    '' for nothing); without it, what the options ask for."""
     if args.select_on_test:
         return "test (seed protocol: model and LR schedule chosen on the test split; optimistic)"
-    if args.val_groups > 0:
-        return f"val ({args.val_groups} held-out actor groups of the training list)"
+    if validation is None and args.val_groups != 0:
+        validation = f"{args.val_groups} held-out actor groups of the training list"
+    if validation:
+        return f"val ({validation})"
     return "none (LR schedule on the training loss; no model selection)"

@@ -102,7 +102,7 @@ def run(spec, args, stop=None):
         print(f"==> {spec.name} stream: {len(data.train)} train / {len(data.val) if data.val else 0} val / "
               f"{len(data.test)} test videos, {len(data.classes)} classes, device {device}"
               + (f" x {info.world_size} processes" if info.enabled else ""))
-        print(f"==> model selection: {selection_protocol(args)}", flush=True)
+        print(f"==> model selection: {selection_protocol(args, data.validation)}", flush=True)
 
     loop = LoopConfig(spec.modality, args.amp, args.workers, args.test_batch_size, args.seed)
     run = TrainingRun(args, spec, info, device, data, model, optimizer, scheduler,
@@ -125,7 +125,7 @@ def run(spec, args, stop=None):
                                sampler=data.train_sampler, persistent=True)
     if info.is_main:
         os.makedirs(args.out, exist_ok=True)
-        utils.save_json(vars(args) | {"stream": spec.name, "selection": selection_protocol(args)},
+        utils.save_json(vars(args) | {"stream": spec.name, "selection": selection_protocol(args, data.validation)},
                         os.path.join(args.out, "args.json"))
     tb = plots.tensorboard_writer(args.out) if args.tensorboard and info.is_main else None
     try:
@@ -214,7 +214,7 @@ def save_epoch(run, epoch, improved, evals):
     utils.save_torch(payload, os.path.join(out, "checkpoint.pth"))
     write_records(out, run.history)
     test_row, test_scores = evals["test"]
-    meta = score_meta(run.args, run.spec, epoch, test_row)
+    meta = score_meta(run.args, run.spec, epoch, test_row, data.validation)
     utils.save_pickle(score_file(data.test, test_scores, data.classes, meta), os.path.join(out, "video_scores.pkl"))
     if improved:
         utils.save_torch(payload, os.path.join(out, "model_best.pth"))
@@ -222,10 +222,10 @@ def save_epoch(run, epoch, improved, evals):
                           os.path.join(out, "video_scores_best.pkl"))
 
 
-def score_meta(args, spec, epoch, row):
+def score_meta(args, spec, epoch, row, validation=None):
     return {"stream": spec.name, "consensus": args.consensus, "epoch": epoch, "split": args.split,
             "dataset": args.dataset, "top1": row["Prec@1"], "top5": row["Prec@5"],
-            "mean_class_acc": row["Mean Class Acc"], "selection": selection_protocol(args),
+            "mean_class_acc": row["Mean Class Acc"], "selection": selection_protocol(args, validation),
             "test_frames": args.test_frames, "test_crops": args.test_crops}
 
 
@@ -236,7 +236,7 @@ def evaluate_only(run, epoch):
     row, scores, _, _ = evaluate(run.model, data.test, run.device, run.loop, run.info, "test")
     if run.info.is_main:
         print_row("test", epoch, args.epochs, row)
-        meta = score_meta(args, run.spec, epoch, row) | {"evaluated_from": args.resume}
+        meta = score_meta(args, run.spec, epoch, row, data.validation) | {"evaluated_from": args.resume}
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, "video_scores.pkl")
         utils.save_pickle(score_file(data.test, scores, data.classes, meta), path)

@@ -31,3 +31,28 @@ def test_test_frames_rejects_what_is_not_a_count(value, capsys):
 def test_help_states_the_derived_defaults():
     text = build_parser(SPATIAL).format_help()
     assert "25 with --test-crops 10" in " ".join(text.split())
+
+
+def test_val_groups_default_is_auto_and_a_number_overrides(capsys):
+    parser = build_parser(SPATIAL)
+    assert parser.parse_args([]).val_groups == "auto"
+    assert parser.parse_args(["--val-groups", "2"]).val_groups == 2
+    assert parser.parse_args(["--val-groups", "0"]).val_groups == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--val-groups", "-1"])
+    assert "--val-groups" in capsys.readouterr().err
+    text = " ".join(parser.format_help().split())
+    assert "about 15% of it" in text and "g23-g25 in split 1" in text and "(default: auto)" in text
+
+
+def test_selection_protocol_says_what_was_held_out():
+    from engine.options import selection_protocol
+    parser = build_parser(SPATIAL)
+    args = parser.parse_args([])
+    held = "3 held-out actor groups of the training list: g23-g25; auto: 15% of 18 groups"
+    assert selection_protocol(args, held) == f"val ({held})"
+    assert selection_protocol(args, "").startswith("none")  # auto found nothing to hold out
+    assert selection_protocol(parser.parse_args(["--val-groups", "2"])) == \
+        "val (2 held-out actor groups of the training list)"
+    assert selection_protocol(parser.parse_args(["--val-groups", "0"])).startswith("none")
+    assert selection_protocol(parser.parse_args(["--select-on-test"]), held).startswith("test (seed protocol")
