@@ -19,7 +19,7 @@ from engine.checkpoint import (CheckpointError, build_model, build_optimizer, ch
 from engine.data import StreamData, build_data, make_loader
 from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
 from engine.options import build_parser, check_args, selection_protocol
-from engine.records import score_file, update_best, write_records
+from engine.records import VAL_SCORES, score_file, update_best, write_records
 from engine.runtime import (DistInfo, SignalFlag, StopRequested, default_amp, enable_huge_pages, init_distributed,
                             lost_peer, lost_peer_message,
                             pick_device, set_cpu_threads, sync_buffers)
@@ -220,10 +220,15 @@ def save_epoch(run, epoch, improved, evals):
         utils.save_torch(payload, os.path.join(out, "model_best.pth"))
         utils.save_pickle(score_file(data.test, test_scores, data.classes, meta | {"best": run.best}),
                           os.path.join(out, "video_scores_best.pkl"))
+        if "val" in evals:  # the same model's validation scores: fusion.py fits its weights on them
+            val_row, val_scores = evals["val"]
+            val_meta = score_meta(run.args, run.spec, epoch, val_row, data.validation, "val") | {"best": run.best}
+            utils.save_pickle(score_file(data.val, val_scores, data.classes, val_meta), os.path.join(out, VAL_SCORES))
 
 
-def score_meta(args, spec, epoch, row, validation=None):
-    return {"stream": spec.name, "consensus": args.consensus, "epoch": epoch, "split": args.split,
+def score_meta(args, spec, epoch, row, validation=None, subset="test"):
+    """The score file's meta; `subset`: which videos it scores (test, or val = held out of training)."""
+    return {"stream": spec.name, "consensus": args.consensus, "epoch": epoch, "split": args.split, "subset": subset,
             "dataset": args.dataset, "top1": row["Prec@1"], "top5": row["Prec@5"],
             "mean_class_acc": row["Mean Class Acc"], "selection": selection_protocol(args, validation),
             "test_frames": args.test_frames, "test_crops": args.test_crops}

@@ -56,3 +56,38 @@ def test_selection_protocol_says_what_was_held_out():
         "val (2 held-out actor groups of the training list)"
     assert selection_protocol(parser.parse_args(["--val-groups", "0"])).startswith("none")
     assert selection_protocol(parser.parse_args(["--select-on-test"]), held).startswith("test (seed protocol")
+
+
+@pytest.mark.slow
+def test_default_run_holds_out_auto_groups_and_writes_validation_scores(tmp_path):
+    """A run with the defaults: 15% of the 4 training groups of the tiny set (g09, g13, g17,
+    g21) is 1 group, g21; the selected model's validation scores go to video_scores_val.pkl."""
+    import json
+
+    import numpy as np
+
+    import utils
+    from dataloader.splits import video_group
+    from engine.train import main
+    from tiny import FAST, make_tiny_data
+
+    data = make_tiny_data(tmp_path / "data", seed=1)
+    out = tmp_path / "run"
+    assert main(SPATIAL, ["--data-root", str(data), "--out", str(out), *FAST, "--val-groups", "auto",
+                          "--epochs", "1", "--device", "cpu"]) == 0
+    args = json.loads((out / "args.json").read_text())
+    assert args["val_groups"] == "auto"
+    assert args["selection"] == "val (1 held-out actor group of the training list: g21; auto: 15% of 4 groups)"
+    val = utils.load_pickle_safe(out / "video_scores_val.pkl")
+    best = utils.load_pickle_safe(out / "video_scores_best.pkl")
+    assert {video_group(v) for v in val["scores"]} == {"g21"} and len(val["scores"]) == 4  # one per class
+    assert not set(val["scores"]) & set(best["scores"])
+    assert val["meta"]["subset"] == "val" and best["meta"]["subset"] == "test"
+    assert val["meta"]["selection"] == best["meta"]["selection"] == args["selection"]
+    assert val["meta"]["epoch"] == best["meta"]["epoch"] == best["meta"]["best"]["epoch"]
+    videos = sorted(val["scores"])
+    scores = np.stack([val["scores"][v] for v in videos])
+    labels = np.array([val["labels"][v] for v in videos])
+    row = utils.read_csv(out / "val.csv")[-1]
+    assert float(row["Prec@1"]) == pytest.approx(utils.video_metrics(scores, labels)["top1"], abs=0.01)
+    assert val["classes"] == best["classes"]
