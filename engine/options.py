@@ -88,8 +88,9 @@ def build_parser(spec):
     m.add_argument("--pretrained", default="imagenet",
                    help="'imagenet' (torchvision's weights from the local cache), 'none', or a state-dict PATH")
     m.add_argument("--dropout", type=float, default=0.5, help="dropout before the last layer")
-    m.add_argument("--partial-bn", action="store_true", help="TSN's partial BN: every BatchNorm but the first keeps its statistics and its "
-                        "scale/shift fixed (not trained)")
+    m.add_argument("--partial-bn", action="store_true",
+                   help="TSN's partial BN: every BatchNorm but the first keeps its statistics and its scale/shift "
+                        "fixed (not trained)")
 
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=500, help="upper bound; training stops earlier at --min-lr")
@@ -140,7 +141,9 @@ def selection_protocol(args, validation=None):
     '' for nothing); without it, what the options ask for."""
     if args.select_on_test:
         return "test (seed protocol: model and LR schedule chosen on the test split; optimistic)"
-    if validation is None and args.val_groups != 0:
+    if validation is None and args.val_groups == "auto":
+        validation = f"about {VAL_FRACTION:.0%} of the training list held out (--val-groups auto)"
+    elif validation is None and args.val_groups != 0:
         validation = f"{args.val_groups} held-out actor groups of the training list"
     if validation:
         return f"val ({validation})"

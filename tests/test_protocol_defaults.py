@@ -55,6 +55,7 @@ def test_selection_protocol_says_what_was_held_out():
     assert selection_protocol(parser.parse_args(["--val-groups", "2"])) == \
         "val (2 held-out actor groups of the training list)"
     assert selection_protocol(parser.parse_args(["--val-groups", "0"])).startswith("none")
+    assert selection_protocol(args) == "val (about 15% of the training list held out (--val-groups auto))"
     assert selection_protocol(parser.parse_args(["--select-on-test"]), held).startswith("test (seed protocol")
 
 
