@@ -13,6 +13,11 @@ they are read with the split lists: --splits-dir DIR --split N [--dataset ucf101
 The strategies and their formulas are in docs/method.md ("Fusing the two streams"). Bad
 input exits with status 2 and one line on stderr naming the file.
 
+The weight of the spatial and motion stream can be fitted honestly, on validation scores
+(each stream writes `video_scores_val.pkl` next to `video_scores_best.pkl`): with
+`--fit-weights-on VAL_S.pkl VAL_M.pkl` (once per pair) the row `weighted (val) A:B` adds the
+ratio of FIT_GRID with the best validation top-1, evaluated on the test files.
+
 As a library: `fuse_score_files(spatial_paths, motion_paths, ...)` returns the same tables
 (tools.study uses it); the strategies are plain numpy functions on (V, C) score matrices.
 """
@@ -102,6 +107,37 @@ STRATEGIES = {
 
 def weight_name(a, b):
     return f"weighted {a:g}:{b:g}"
+
+
+# ---------------------------------------------------------------- weights fitted on validation
+# Spatial:motion ratios a:b with a, b in {1, 1.5, 2, 3}, one of them 1: from 1:3 to 3:1.
+FIT_GRID = ((1, 1), (1.5, 1), (1, 1.5), (2, 1), (1, 2), (3, 1), (1, 3))
+
+
+def fitted_name(a, b):
+    return f"weighted (val) {a:g}:{b:g}"
+
+
+def _distance_from_even(w):
+    return abs(math.log(w[0] / w[1]))
+
+
+def validation_top1(S_val, T_val, labels, grid=FIT_GRID, normalize="none"):
+    """{(a, b): top-1 (%) of `weighted a:b` on the validation scores}, for each ratio of `grid`."""
+    if any(not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0) for a, b in grid):
+        raise ValueError(f"fusion weights must be positive numbers, got {list(grid)}")
+    if normalize == "softmax":
+        S_val, T_val = softmax(S_val), softmax(T_val)
+    return {(a, b): float((fuse_weighted(S_val, T_val, a, b).argmax(axis=1) == labels).mean() * 100)
+            for a, b in grid}
+
+
+def fit_fusion_weight(S_val, T_val, labels, grid=FIT_GRID, normalize="none"):
+    """The spatial:motion weight (a, b) of `grid` whose weighted fusion has the highest top-1
+    on the validation scores S_val, T_val (V, C) with (V,) labels. Ties go to the ratio
+    closest to 1:1 (smallest |log(a/b)|), then to the one listed first in `grid`."""
+    top1 = validation_top1(S_val, T_val, labels, grid, normalize)
+    return max(sorted(top1, key=_distance_from_even), key=top1.get)  # sorted and max keep the first of equals
 
 
 def table_rows(topk=DEFAULT_TOPK, weights=()):
@@ -324,8 +360,8 @@ def format_markdown(results, rows):
     pairs = list(results)
     head = ["strategy"] + [f"{utils.md_cell(p)} {m}" for p in pairs for m in ("top1", "top5")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
-    for row in rows:
-        cells = [f"{results[p][row][m]:.2f}" for p in pairs for m in ("top1", "top5")]
+    for row in rows:  # a row fitted for some pairs only has '-' in the others
+        cells = [f"{results[p][row][m]:.2f}" if row in results[p] else "-" for p in pairs for m in ("top1", "top5")]
         lines.append("| " + " | ".join([utils.md_cell(row)] + cells) + " |")
     return "\n".join(lines)
 
@@ -383,6 +419,11 @@ def build_parser():
                    help="column group name of each pair (default: the runs' consensus from meta)")
     p.add_argument("--weights", action="append", type=parse_weights, default=[], metavar="A:B",
                    help="add a row 'weighted A:B' = (A*spatial + B*motion)/(A+B); repeatable")
+    p.add_argument("--fit-weights-on", nargs=2, action="append", metavar=("VAL_S", "VAL_M"),
+                   help="validation score files (video_scores_val.pkl) of the spatial and motion run of a pair, "
+                        "once per pair in the order of --spatial: adds the row 'weighted (val) A:B', the "
+                        "spatial:motion ratio A:B that maximises validation top-1 (ratios 1:3 .. 3:1 of "
+                        f"{{1, 1.5, 2, 3}}; ties to the ratio closest to 1:1), evaluated on the test files")
     p.add_argument("--topk", type=topk_arg, default=DEFAULT_TOPK, metavar="K",
                    help=f"K of the var[top K] strategy (default {DEFAULT_TOPK}; capped at the class count)")
     p.add_argument("--normalize", choices=NORMALISATIONS + ("both",), default="none",
@@ -407,13 +448,16 @@ class FusionResult:
     header: list   # one line per pair: its files, videos and classes
     rows: list     # strategy names, in table order
     tables: dict   # {normalisation: {pair name: {strategy: {top1, top5, mean_class_acc}}}}
+    fits: dict = field(default_factory=dict)  # {normalisation: {pair name: (a, b) fitted on validation}}
 
     def markdown(self):
-        """The header lines, then one Markdown table per normalisation."""
+        """The header lines, then one Markdown table per normalisation; a fitted row
+        'weighted (val) A:B' follows the others."""
         out = list(self.header)
         for norm, results in self.tables.items():
             label = "none (raw scores)" if norm == "none" else "softmax (per video, per stream)"
-            out += ["", f"normalisation: {label}", "", format_markdown(results, self.rows)]
+            rows = list(dict.fromkeys([*self.rows, *(r for table in results.values() for r in table)]))
+            out += ["", f"normalisation: {label}", "", format_markdown(results, rows)]
         return "\n".join(out)
 
     def report(self):
@@ -423,12 +467,41 @@ class FusionResult:
                 for norm, results in self.tables.items() for n, table in results.items()}
 
 
+def _validation_pair(pair, val_spatial, val_motion, intersect):
+    """The aligned validation scores for fitting `pair`'s weight; refuses files that are not
+    validation scores of the same classes, or that share videos with the test files."""
+    for f in (val_spatial, val_motion):
+        if f.meta.get("subset") == "test":
+            raise FusionError(f"{f.path}: holds test scores (meta subset 'test'); fit the weights on "
+                              "validation scores (video_scores_val.pkl)")
+    val = align(val_spatial, val_motion, intersect)
+    _check_classes(pair.spatial, val.spatial)
+    shared = {v.lower() for v in val.videos} & {v.lower() for v in pair.videos}
+    if shared:
+        raise FusionError(f"{val.spatial.path}: {len(shared)} of its videos are also in the test files "
+                          f"{pair.spatial.path}, {pair.motion.path} (e.g. {_examples(sorted(shared))}); the "
+                          "weights must be fitted on videos held out of training, not on test videos")
+    return val
+
+
+def _fit_header(name, val, fits, top1s):
+    per_norm = ", ".join(f"{'raw' if norm == 'none' else norm} {fits[norm][0]:g}:{fits[norm][1]:g} "
+                         f"(val top-1 {top1s[norm]:.2f})" for norm in fits)
+    return (f"{name}: spatial:motion weight fitted on validation ({val.spatial.path} + {val.motion.path}, "
+            f"{len(val.videos)} videos): {per_norm}")
+
+
 def fuse_score_files(spatial, motion, names=None, weights=(), topk=DEFAULT_TOPK, normalize="none",
-                     intersect=False, splits=None):
-    """Fuse each pair (spatial[i], motion[i]) of score files; FusionError on bad input."""
+                     intersect=False, splits=None, fit_on=None, fit_grid=FIT_GRID):
+    """Fuse each pair (spatial[i], motion[i]) of score files; FusionError on bad input.
+    fit_on: one (validation spatial, validation motion) pair of score files per pair: adds
+    the row 'weighted (val) A:B' with the weight fitted on them (fit_fusion_weight)."""
     if len(spatial) != len(motion):
         raise FusionError(f"{len(spatial)} --spatial files but {len(motion)} --motion files; "
                           "they are paired by position")
+    if fit_on is not None and len(fit_on) != len(spatial):
+        raise FusionError(f"--fit-weights-on given {len(fit_on)} times for {len(spatial)} pairs of files; "
+                          "give it once per pair, in the order of --spatial")
     cache = {}  # a file shared by several pairs is read once
 
     def load(path):
@@ -443,7 +516,18 @@ def fuse_score_files(spatial, motion, names=None, weights=(), topk=DEFAULT_TOPK,
     norms = NORMALISATIONS if normalize == "both" else (normalize,)
     tables = {norm: {n: fusion_table(p.S, p.T, p.labels, rows, norm) for n, p in zip(names, pairs)}
               for norm in norms}
-    return FusionResult(header_lines(pairs, names), list(rows), tables)
+    header, fits = header_lines(pairs, names), {norm: {} for norm in norms}
+    for name, pair, (val_s, val_m) in zip(names, pairs, fit_on or []):
+        val = _validation_pair(pair, load(val_s), load(val_m), intersect)
+        top1s = {}
+        for norm in norms:  # fitted on validation only; the test scores are used to report it, never to choose
+            a, b = fits[norm][name] = fit_fusion_weight(val.S, val.T, val.labels, fit_grid, norm)
+            top1s[norm] = validation_top1(val.S, val.T, val.labels, [(a, b)], norm)[(a, b)]
+            row = {fitted_name(a, b): partial(fuse_weighted, a=a, b=b)}
+            metrics = fusion_table(pair.S, pair.T, pair.labels, row, norm)[fitted_name(a, b)]
+            tables[norm][name][fitted_name(a, b)] = metrics | {"weights": [a, b], "val_top1": top1s[norm]}
+        header.append(_fit_header(name, val, {norm: fits[norm][name] for norm in norms}, top1s))
+    return FusionResult(header, list(rows), tables, fits if fit_on is not None else {})
 
 
 def run(args):
@@ -455,7 +539,7 @@ def run(args):
         except SplitError as e:
             raise FusionError(str(e)) from None
     result = fuse_score_files(args.spatial, args.motion, args.names, args.weights, args.topk, args.normalize,
-                              args.intersect, splits)
+                              args.intersect, splits, args.fit_weights_on)
     print(result.markdown())
     if args.json:
         try:

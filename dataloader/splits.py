@@ -4,6 +4,7 @@ A split is a list of class names and (video name, 0-based label) pairs for train
 Video names follow the original two-stream code: the file name without `v_` and `.avi`,
 e.g. `ApplyEyeMakeup_g01_c01` (UCF101) or `April_09_brush_hair_u_nm_np1_ba_goo_0` (HMDB51).
 """
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 DATASETS = ("ucf101", "hmdb51")
 # Where the lists sit under --data-root when --splits-dir is not given.
 DEFAULT_SPLITS_SUBDIR = {"ucf101": "ucfTrainTestlist", "hmdb51": "testTrainMulti_7030_splits"}
+# --val-groups auto holds out about this fraction of the training list (docs/method.md, section 9).
+VAL_FRACTION = 0.15
 
 
 class SplitError(ValueError):
@@ -151,3 +154,78 @@ def hold_out_groups(entries, classes, num_groups):
     train = [(v, y) for v, y in entries if video_group(v, classes[y]) not in held]
     val = [(v, y) for v, y in entries if video_group(v, classes[y]) in held]
     return train, val
+
+
+def auto_val_groups(num_groups, fraction=VAL_FRACTION):
+    """How many of `num_groups` training groups --val-groups auto holds out: fraction x groups
+    rounded half up, at least 1, and at least one group left to train on (0 below 2 groups).
+    UCF101 split 1: 18 groups -> 2.7 -> 3 (g23-g25); 5 groups -> 0.75 -> 1."""
+    if num_groups < 2:
+        return 0
+    return min(max(1, math.floor(fraction * num_groups + 0.5 + 1e-9)), num_groups - 1)  # 1e-9: 0.15 x 10 is 1.5
+
+
+def hold_out_films_per_class(entries, classes, num_films="auto", fraction=VAL_FRACTION):
+    """HMDB51: split training entries into (train, val) class by class, by whole source
+    films, so that every class is in the validation set. Within a class the films sort by
+    name and are taken from the last: `num_films` of them, or with 'auto' as many as it takes
+    to hold at least `fraction` of the class's clips (at least one film). Every class keeps
+    at least one film to train on ('auto' leaves a one-film class out of validation; a
+    number that would take a class's last film is an error)."""
+    if num_films == 0:
+        return list(entries), []
+    films = {}  # class -> {film: clip count}, in list order
+    for v, y in entries:
+        by_film = films.setdefault(y, {})
+        by_film[video_group(v, classes[y])] = by_film.get(video_group(v, classes[y]), 0) + 1
+    held = set()  # (class, film)
+    for y, by_film in films.items():
+        names = sorted(by_film)
+        if num_films != "auto":
+            if num_films >= len(names):
+                raise SplitError(f"--val-groups {num_films} would leave class '{classes[y]}' no training videos "
+                                 f"(it has {len(names)} source films in the training list)")
+            held |= {(y, f) for f in names[-num_films:]}
+            continue
+        total, taken = sum(by_film.values()), 0
+        for f in reversed(names[1:]):  # names[0] always stays in training
+            if taken >= fraction * total:
+                break
+            held.add((y, f))
+            taken += by_film[f]
+    train = [(v, y) for v, y in entries if (y, video_group(v, classes[y])) not in held]
+    val = [(v, y) for v, y in entries if (y, video_group(v, classes[y])) in held]
+    return train, val
+
+
+@dataclass
+class HoldOut:
+    train: list          # [(video, label)] left to train on
+    val: list            # [(video, label)] held out for validation ([] = no validation set)
+    description: str     # what was held out, in words for the records ('' if nothing)
+
+
+def hold_out_validation(dataset, entries, classes, val_groups="auto"):
+    """The validation set of a run (--val-groups): UCF101 (and any list named by actor
+    groups) holds out the groups that sort last, HMDB51 whole source films of every class.
+    'auto': about VAL_FRACTION of the training list; a number: that many groups (HMDB51:
+    films per class); 0: none."""
+    auto = val_groups == "auto"
+    if dataset == "hmdb51":
+        train, val = hold_out_films_per_class(entries, classes, val_groups)
+        if not val:
+            return HoldOut(train, val, "")
+        covered = len({y for _, y in val})
+        films = "source films" if auto else f"{val_groups} source film{'s' if val_groups != 1 else ''}"
+        return HoldOut(train, val, f"{films} of each class held out: {len(val)} of {len(entries)} training clips, "
+                                   f"{covered} of {len({y for _, y in entries})} classes"
+                                   + (f"; auto: about {VAL_FRACTION:.0%} of each class" if auto else ""))
+    groups = sorted({video_group(v, classes[y]) for v, y in entries})
+    n = auto_val_groups(len(groups)) if auto else val_groups
+    train, val = hold_out_groups(entries, classes, n)
+    if not val:
+        return HoldOut(train, val, "")
+    held = groups[-n:]
+    names = held[0] if n == 1 else f"{held[0]}-{held[-1]}"
+    return HoldOut(train, val, f"{n} held-out actor group{'s' if n != 1 else ''} of the training list: {names}"
+                               + (f"; auto: {VAL_FRACTION:.0%} of {len(groups)} groups" if auto else ""))

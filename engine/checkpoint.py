@@ -28,6 +28,13 @@ def build_model(spec, num_classes, device, stack=1, consensus="mean", dropout=0.
     return model
 
 
+def build_optimizer(model, lr, momentum=0.9, weight_decay=5e-4):
+    """SGD over the trainable parameters; frozen ones (--partial-bn's BatchNorm scale and
+    shift) are left out."""
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum,
+                           weight_decay=weight_decay)
+
+
 def model_identity(args, spec, num_classes):
     """What a checkpoint must match to be loaded into this run."""
     return {"stream": spec.name, "arch": "resnet18", "num_classes": num_classes,

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Subset
 
 from dataloader.datasets import ClipDataset, EpochSampler, collate_clips, count_frames
 from dataloader.layout import open_layout
-from dataloader.splits import DEFAULT_SPLITS_SUBDIR, hold_out_groups, load_split
+from dataloader.splits import DEFAULT_SPLITS_SUBDIR, hold_out_validation, load_split
 
 
 @dataclass
@@ -18,6 +18,7 @@ class StreamData:
     val: ClipDataset | None
     test: ClipDataset
     train_sampler: EpochSampler
+    validation: str = ""  # what was held out for validation, in words ('' = no validation set)
 
 
 def build_data(args, spec, info):
@@ -25,7 +26,8 @@ def build_data(args, spec, info):
     video fails here, not hours later) and build the datasets."""
     splits_dir = args.splits_dir or os.path.join(args.data_root, DEFAULT_SPLITS_SUBDIR[args.dataset])
     split = load_split(args.dataset, splits_dir, args.split)
-    train_entries, val_entries = hold_out_groups(split.train, split.classes, args.val_groups)
+    holdout = hold_out_validation(args.dataset, split.train, split.classes, args.val_groups)
+    train_entries, val_entries = holdout.train, holdout.val
     layout = open_layout(args.layout, args.data_root, args.rgb_dir, args.flow_dir, args.frames_dir, args.packed_dir)
     counts = count_frames(train_entries + val_entries + split.test, layout, spec.modality)
     common = dict(stack=getattr(args, "stack", 1), crop_size=args.crop_size, num_segments=args.num_segments,
@@ -36,7 +38,7 @@ def build_data(args, spec, info):
     train = ClipDataset(train_entries, counts, layout, spec.modality, train=True, **common)
     val = ClipDataset(val_entries, counts, layout, spec.modality, train=False, **common) if val_entries else None
     sampler = EpochSampler(len(train), args.seed, info.rank, info.world_size)
-    return StreamData(split.classes, train, val, test, sampler)
+    return StreamData(split.classes, train, val, test, sampler, holdout.description)
 
 
 def _worker_init(_):

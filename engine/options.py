@@ -4,16 +4,43 @@ import argparse
 import os
 
 from dataloader.layout import LAYOUTS
-from dataloader.splits import DATASETS
+from dataloader.splits import DATASETS, VAL_FRACTION
 from network.consensus import CONSENSUS
 
 EPILOG = ("Sampling, consensus, flow encoding and the model-selection protocols are explained in "
           "docs/method.md; README.md walks through real-data usage.")
 
 
+SEED_TEST_FRAMES, TSN_TEST_FRAMES = 19, 25  # test positions: the seed's; TSN's (with 10 crops)
+
+
+def auto_or_count(text):
+    """'auto' or a whole number >= 0 (an option whose default depends on other options or on the data)."""
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number, got '{text}'") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or at least 0, got {n}")
+    return n
+
+
+class StreamParser(argparse.ArgumentParser):
+    """Resolves the defaults that depend on other options right after parsing."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, rest = super().parse_known_args(args, namespace)
+        if getattr(ns, "test_frames", None) == "auto":
+            # TSN's protocol is 25 positions x 10 crops; one centre crop keeps the seed's 19.
+            ns.test_frames = TSN_TEST_FRAMES if ns.test_crops == 10 else SEED_TEST_FRAMES
+        return ns, rest
+
+
 def build_parser(spec):
-    p = argparse.ArgumentParser(description=spec.description, epilog=EPILOG,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = StreamParser(description=spec.description, epilog=EPILOG,
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--dataset", choices=DATASETS, default="ucf101", help="which split lists to read")
     d.add_argument("--data-root", default="data/ucf101",
@@ -28,10 +55,14 @@ def build_parser(spec):
     d.add_argument("--flow-dir", help="flow folder with u/ and v/ (default DATA_ROOT/tvl1_flow)")
     d.add_argument("--frames-dir", help="mmaction rawframes folder (default DATA_ROOT/rawframes)")
     d.add_argument("--packed-dir", help="packed frames from tools.pack_frames (default DATA_ROOT/packed)")
-    d.add_argument("--val-groups", type=int, default=3,
-                   help="hold out the last N actor groups of the training list as a validation set; the LR "
-                        "schedule and model_best follow it. 0: no validation set (the schedule follows the "
-                        "training loss, no model_best)")
+    pct = f"{VAL_FRACTION * 100:g}%%"  # '%%': argparse formats help strings with %
+    d.add_argument("--val-groups", type=auto_or_count, default="auto", metavar="auto|N",
+                   help=f"validation set held out of the training list; the LR schedule and model_best follow it. "
+                        f"auto: about {pct} of it: UCF101 the last round({VAL_FRACTION:g} x groups) actor groups "
+                        f"(halves up, at least 1; g23-g25 in split 1), HMDB51 whole source films of every class, "
+                        f"the last ones until {pct} of its clips. N: the last N actor groups (HMDB51: the last N "
+                        "films of each class). 0: no validation set (the schedule follows the training loss, no "
+                        "model_best)")
     d.add_argument("--select-on-test", action="store_true",
                    help="the seed's protocol: schedule and pick model_best on the TEST split. Optimistic; the "
                         "records say so")
@@ -46,8 +77,9 @@ def build_parser(spec):
     if spec.modality == "flow":
         s.add_argument("--stack", type=int, default=10, help="consecutive flow frames L per position (2L channels)")
     s.add_argument("--crop-size", type=int, default=224, help="square crop fed to the network")
-    s.add_argument("--test-frames", type=int, default=19,
-                   help="evenly spaced test positions per video (19: the seed, 25: TSN)")
+    s.add_argument("--test-frames", type=auto_or_count, default="auto", metavar="auto|N",
+                   help=f"evenly spaced test positions per video; auto: {SEED_TEST_FRAMES} (the seed), or "
+                        f"{TSN_TEST_FRAMES} with --test-crops 10 (TSN's protocol). A number given here wins")
     s.add_argument("--test-crops", type=int, default=1, choices=(1, 3, 10),
                    help="crops per test position: centre; 3 along the long side; TSN's corners+centre and flips")
 
@@ -56,7 +88,9 @@ def build_parser(spec):
     m.add_argument("--pretrained", default="imagenet",
                    help="'imagenet' (torchvision's weights from the local cache), 'none', or a state-dict PATH")
     m.add_argument("--dropout", type=float, default=0.5, help="dropout before the last layer")
-    m.add_argument("--partial-bn", action="store_true", help="freeze BatchNorm statistics but the first (TSN)")
+    m.add_argument("--partial-bn", action="store_true",
+                   help="TSN's partial BN: every BatchNorm but the first keeps its statistics and its scale/shift "
+                        "fixed (not trained)")
 
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=500, help="upper bound; training stops earlier at --min-lr")
@@ -101,11 +135,16 @@ def check_args(args):
         raise ValueError("--stack must be at least 1")
 
 
-def selection_protocol(args):
+def selection_protocol(args, validation=None):
     """How this run chooses its model and LR schedule, in words that go into args.json,
-    the score files and the reports."""
+    the score files and the reports. `validation`: what was held out (StreamData.validation,
+    '' for nothing); without it, what the options ask for."""
     if args.select_on_test:
         return "test (seed protocol: model and LR schedule chosen on the test split; optimistic)"
-    if args.val_groups > 0:
-        return f"val ({args.val_groups} held-out actor groups of the training list)"
+    if validation is None and args.val_groups == "auto":
+        validation = f"about {VAL_FRACTION:.0%} of the training list held out (--val-groups auto)"
+    elif validation is None and args.val_groups != 0:
+        validation = f"{args.val_groups} held-out actor groups of the training list"
+    if validation:
+        return f"val ({validation})"
     return "none (LR schedule on the training loss; no model selection)"

@@ -5,6 +5,7 @@ them back, and the one rule that picks the reported epoch (model_best).
     val.csv, test.csv    Epoch, Batch Time, Loss, Prec@1, Prec@5, Mean Class Acc (video level)
     args.json            the options, the stream, the model-selection protocol
     video_scores*.pkl    per-video test scores (what fusion.py reads)
+    video_scores_val.pkl per-video validation scores of model_best (fusion.py --fit-weights-on)
 """
 import json
 import os
@@ -17,6 +18,7 @@ import utils
 TRAIN_COLUMNS = ["Epoch", "Batch Time", "Data Time", "Loss", "Prec@1", "Prec@5", "lr"]
 EVAL_COLUMNS = ["Epoch", "Batch Time", "Loss", "Prec@1", "Prec@5", "Mean Class Acc"]
 BEST_SCORES, LAST_SCORES = "video_scores_best.pkl", "video_scores.pkl"
+VAL_SCORES = "video_scores_val.pkl"  # the validation set's scores of the model in BEST_SCORES
 
 
 # ---------------------------------------------------------------- the best-epoch rule

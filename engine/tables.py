@@ -21,7 +21,8 @@ def epoch_tables(run):
            f"reported epoch: {sel.row['Epoch']}, chosen by {sel.protocol}", "",
            "**train**", "", _records_table(run.train, TRAIN_COLUMNS), ""]
     if run.val:
-        out += ["**val** (held-out actor groups of the training list)", "", _records_table(run.val, EVAL_COLUMNS), ""]
+        out += ["**val** (held out of the training list: whole actor groups, or source films per class)", "",
+                _records_table(run.val, EVAL_COLUMNS), ""]
     out += ["**test**", "", _records_table(run.test, EVAL_COLUMNS), ""]
     return "\n".join(out)
 

@@ -14,12 +14,12 @@ from dataloader.check import check_frames
 from dataloader.datasets import DataError
 from dataloader.splits import SplitError
 from engine import plots
-from engine.checkpoint import (CheckpointError, build_model, checkpoint_payload, model_identity, restore,
-                               resume_hint)
+from engine.checkpoint import (CheckpointError, build_model, build_optimizer, checkpoint_payload, model_identity,
+                               restore, resume_hint)
 from engine.data import StreamData, build_data, make_loader
 from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
 from engine.options import build_parser, check_args, selection_protocol
-from engine.records import score_file, update_best, write_records
+from engine.records import VAL_SCORES, score_file, update_best, write_records
 from engine.runtime import (DistInfo, SignalFlag, StopRequested, default_amp, enable_huge_pages, init_distributed,
                             lost_peer, lost_peer_message,
                             pick_device, set_cpu_threads, sync_buffers)
@@ -95,15 +95,14 @@ def run(spec, args, stop=None):
     # Resuming or evaluating loads every weight from the checkpoint: no ImageNet file needed.
     model = build_model(spec, len(data.classes), device, getattr(args, "stack", 1), args.consensus, args.dropout,
                         "none" if args.resume else args.pretrained, args.partial_bn)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
-                                weight_decay=args.weight_decay)
+    optimizer = build_optimizer(model, args.lr, args.momentum, args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", patience=args.lr_patience,
                                                            factor=args.lr_factor)
     if info.is_main:
         print(f"==> {spec.name} stream: {len(data.train)} train / {len(data.val) if data.val else 0} val / "
               f"{len(data.test)} test videos, {len(data.classes)} classes, device {device}"
               + (f" x {info.world_size} processes" if info.enabled else ""))
-        print(f"==> model selection: {selection_protocol(args)}", flush=True)
+        print(f"==> model selection: {selection_protocol(args, data.validation)}", flush=True)
 
     loop = LoopConfig(spec.modality, args.amp, args.workers, args.test_batch_size, args.seed)
     run = TrainingRun(args, spec, info, device, data, model, optimizer, scheduler,
@@ -126,7 +125,7 @@ def run(spec, args, stop=None):
                                sampler=data.train_sampler, persistent=True)
     if info.is_main:
         os.makedirs(args.out, exist_ok=True)
-        utils.save_json(vars(args) | {"stream": spec.name, "selection": selection_protocol(args)},
+        utils.save_json(vars(args) | {"stream": spec.name, "selection": selection_protocol(args, data.validation)},
                         os.path.join(args.out, "args.json"))
     tb = plots.tensorboard_writer(args.out) if args.tensorboard and info.is_main else None
     try:
@@ -215,18 +214,23 @@ def save_epoch(run, epoch, improved, evals):
     utils.save_torch(payload, os.path.join(out, "checkpoint.pth"))
     write_records(out, run.history)
     test_row, test_scores = evals["test"]
-    meta = score_meta(run.args, run.spec, epoch, test_row)
+    meta = score_meta(run.args, run.spec, epoch, test_row, data.validation)
     utils.save_pickle(score_file(data.test, test_scores, data.classes, meta), os.path.join(out, "video_scores.pkl"))
     if improved:
         utils.save_torch(payload, os.path.join(out, "model_best.pth"))
         utils.save_pickle(score_file(data.test, test_scores, data.classes, meta | {"best": run.best}),
                           os.path.join(out, "video_scores_best.pkl"))
+        if "val" in evals:  # the same model's validation scores: fusion.py fits its weights on them
+            val_row, val_scores = evals["val"]
+            val_meta = score_meta(run.args, run.spec, epoch, val_row, data.validation, "val") | {"best": run.best}
+            utils.save_pickle(score_file(data.val, val_scores, data.classes, val_meta), os.path.join(out, VAL_SCORES))
 
 
-def score_meta(args, spec, epoch, row):
-    return {"stream": spec.name, "consensus": args.consensus, "epoch": epoch, "split": args.split,
+def score_meta(args, spec, epoch, row, validation=None, subset="test"):
+    """The score file's meta; `subset`: which videos it scores (test, or val = held out of training)."""
+    return {"stream": spec.name, "consensus": args.consensus, "epoch": epoch, "split": args.split, "subset": subset,
             "dataset": args.dataset, "top1": row["Prec@1"], "top5": row["Prec@5"],
-            "mean_class_acc": row["Mean Class Acc"], "selection": selection_protocol(args),
+            "mean_class_acc": row["Mean Class Acc"], "selection": selection_protocol(args, validation),
             "test_frames": args.test_frames, "test_crops": args.test_crops}
 
 
@@ -237,7 +241,7 @@ def evaluate_only(run, epoch):
     row, scores, _, _ = evaluate(run.model, data.test, run.device, run.loop, run.info, "test")
     if run.info.is_main:
         print_row("test", epoch, args.epochs, row)
-        meta = score_meta(args, run.spec, epoch, row) | {"evaluated_from": args.resume}
+        meta = score_meta(args, run.spec, epoch, row, data.validation) | {"evaluated_from": args.resume}
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, "video_scores.pkl")
         utils.save_pickle(score_file(data.test, scores, data.classes, meta), path)

@@ -32,10 +32,21 @@ def build_backbone(num_classes, in_channels=3, dropout=0.5, pretrained="none"):
     return net
 
 
+def batch_norms(module):
+    """The BatchNorm layers of `module`, in order (the first is the one after conv1)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 class TSN(nn.Module):
     def __init__(self, backbone, consensus="mean", partial_bn=False):
         super().__init__()
         self.backbone, self.consensus, self.partial_bn = backbone, consensus, partial_bn
+        if partial_bn:
+            # Partial BN (TSN): every BatchNorm but the first also keeps its affine
+            # parameters (scale, shift) fixed: no gradient, so not in the optimiser.
+            for m in batch_norms(backbone)[1:]:
+                for p in m.parameters(recurse=False):
+                    p.requires_grad_(False)
 
     def forward(self, x):
         """x: (B, K, C, H, W) segments -> (B, num_classes) consensus scores."""
@@ -51,10 +62,10 @@ class TSN(nn.Module):
 
     def train(self, mode=True):
         """Partial BN (TSN): in training, every BatchNorm but the first keeps its ImageNet
-        statistics, which helps on a data set as small as UCF101."""
+        statistics (and, from __init__, its affine parameters), which helps on a data set as
+        small as UCF101."""
         super().train(mode)
         if mode and self.partial_bn:
-            bns = [m for m in self.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
-            for m in bns[1:]:
+            for m in batch_norms(self.backbone)[1:]:
                 m.eval()
         return self

@@ -388,3 +388,113 @@ def test_mixed_pair_checks_classes_against_split(tmp_path, capsys):
     m = write_pickle(tmp_path / "m.pkl", {v: x for v, x in zip(test, S)}, protocol=2)
     code, _, err = run_cli(capsys, "--spatial", s, "--motion", m, "--splits-dir", tmp_path / "lists")
     assert code == 2 and "m.pkl" in err and "class order differs" in err
+
+
+# ---------------------------------------------------------------- weights fitted on validation
+# Two classes; video i is right under weighted a:b iff a*dS_i + b*dT_i > 0 (dS, dT: score of
+# the true class minus the other's). The rule each video sets on a/b is in its comment.
+HAND_LABELS = np.array([0, 0, 1, 1, 0])
+HAND_S = np.array([[2, 0], [1, 0], [2.5, 0], [0, 1], [0, 1]], dtype=np.float64)
+HAND_T = np.array([[0, 3.2], [0, 1.8], [0, 1], [0, 1], [2.5, 0]], dtype=np.float64)
+#                  a/b > 1.6   a/b > 1.8  a/b < 0.4  always    a/b < 2.5
+HAND_TOP1 = {(1, 3): 60.0, (1, 2): 40.0, (1, 1.5): 40.0, (1, 1): 40.0, (1.5, 1): 40.0, (2, 1): 80.0, (3, 1): 60.0}
+
+
+def test_fit_fusion_weight_hand_worked():
+    assert fusion.validation_top1(HAND_S, HAND_T, HAND_LABELS) == HAND_TOP1
+    assert fusion.fit_fusion_weight(HAND_S, HAND_T, HAND_LABELS) == (2, 1)
+    assert sorted(fusion.FIT_GRID) == sorted(HAND_TOP1)  # 1:3 .. 3:1 from {1, 1.5, 2, 3}
+    # the argmax of validation top-1 over the grid given
+    grid = [(1, 1), (1, 3), (3, 1)]
+    # 1:3 and 3:1 tie at 60 (> 40 for 1:1), equally far from 1:1: the earlier in the grid
+    assert fusion.fit_fusion_weight(HAND_S, HAND_T, HAND_LABELS, grid) == (1, 3)
+    assert fusion.fit_fusion_weight(HAND_S, HAND_T, HAND_LABELS, [(3, 1), (1, 3)]) == (3, 1)
+
+
+def test_fit_fusion_weight_ties_go_to_the_ratio_closest_to_even():
+    keep = [0, 2, 3, 4]  # without video 1: 2:1 and 1:3 both get 3 of 4 right
+    S, T, y = HAND_S[keep], HAND_T[keep], HAND_LABELS[keep]
+    top1 = fusion.validation_top1(S, T, y)
+    assert top1[(2, 1)] == top1[(1, 3)] == 75.0 == max(top1.values())
+    assert fusion.fit_fusion_weight(S, T, y) == (2, 1)  # |log 2| < |log 3|
+    assert fusion.fit_fusion_weight(S, T, y, [(1, 3), (2, 1)]) == (2, 1)  # whatever the grid order
+    # every ratio equally good: 1:1
+    same = np.array([[1.0, 0.0]] * 3)
+    assert fusion.fit_fusion_weight(same, same, np.zeros(3, dtype=int)) == (1, 1)
+    with pytest.raises(ValueError):
+        fusion.fit_fusion_weight(S, T, y, [(0, 1)])
+
+
+def test_fit_fusion_weight_softmax_fits_on_normalised_scores():
+    _, labels, _, S, T = random_runs(4)
+    S, T = S.astype(np.float64), T.astype(np.float64)
+    soft = fusion.fit_fusion_weight(S, T, labels, normalize="softmax")
+    assert soft == fusion.fit_fusion_weight(fusion.softmax(S), fusion.softmax(T), labels)
+
+
+def write_val_pair(tmp_path, seed, consensus="mean", **kw):
+    """Validation score files: other videos than the test files', meta subset 'val'."""
+    videos, labels, classes, S, T = random_runs(seed, **kw)
+    videos = [f"val_{v}" for v in videos]
+    paths = []
+    for stream, X in (("spatial", S), ("motion", T)):
+        p = score_file(tmp_path / f"val_{stream[0]}_{consensus}.pkl", videos, X, labels, classes, stream, consensus)
+        data = pickle.load(open(p, "rb"))
+        data["meta"]["subset"] = "val"
+        write_pickle(p, data)
+        paths.append(p)
+    return paths[0], paths[1], (labels, S.astype(np.float64), T.astype(np.float64))
+
+
+@pytest.mark.parametrize("normalize", ["none", "softmax"])
+def test_fitted_weight_is_the_validation_argmax_and_test_scores_never_choose_it(tmp_path, normalize):
+    s, m, (labels, S, T) = write_pair(tmp_path, seed=0, V=80)
+    vs, vm, (vlabels, vS, vT) = write_val_pair(tmp_path, seed=11, V=80)
+    result = fusion.fuse_score_files([s], [m], normalize=normalize, fit_on=[(vs, vm)])
+    (a, b), = result.fits[normalize].values()
+    top1 = fusion.validation_top1(vS, vT, vlabels, normalize=normalize)
+    assert top1[(a, b)] == max(top1.values())
+    assert (a, b) == fusion.fit_fusion_weight(vS, vT, vlabels, normalize=normalize)
+    row = fusion.fitted_name(a, b)
+    got = result.tables[normalize]["mean"]
+    assert list(got)[-1] == row and got[row]["weights"] == [a, b] and got[row]["val_top1"] == top1[(a, b)]
+    assert_close({row: got[row]}, {row: reference([fusion.weight_name(a, b)], labels, S, T, normalize)[
+        fusion.weight_name(a, b)]})  # evaluated on the test files
+    # Shuffle the test scores over the videos, or replace them with noise: the same weight.
+    videos, _, classes, _, _ = random_runs(0, V=80)
+    rng = np.random.default_rng(5)
+    for k, (S2, T2) in enumerate([(S[rng.permutation(len(S))], T[rng.permutation(len(T))]),
+                                  (rng.normal(size=S.shape), rng.normal(size=T.shape))]):
+        s2 = score_file(tmp_path / f"s{k}.pkl", videos, S2, labels, classes)
+        m2 = score_file(tmp_path / f"m{k}.pkl", videos, T2, labels, classes, "motion")
+        other = fusion.fuse_score_files([s2], [m2], normalize=normalize, fit_on=[(vs, vm)])
+        assert other.fits == result.fits
+        assert other.tables[normalize]["mean"][row] != got[row]  # the test numbers did change
+
+
+def test_cli_fit_weights_on_per_pair(tmp_path, capsys):
+    s1, m1, _ = write_pair(tmp_path, seed=1, consensus="mean")
+    s2, m2, _ = write_pair(tmp_path, seed=2, consensus="var", V=50, C=9)
+    vs1, vm1, (l1, S1, T1) = write_val_pair(tmp_path, seed=21, consensus="mean")
+    vs2, vm2, (l2, S2, T2) = write_val_pair(tmp_path, seed=22, consensus="var", V=50, C=9)
+    code, out, err = run_cli(capsys, "--spatial", s1, s2, "--motion", m1, m2, "--fit-weights-on", vs1, vm1,
+                             "--fit-weights-on", vs2, vm2, "--normalize", "both", "--json", tmp_path / "r.json")
+    assert code == 0, err
+    got = json.loads((tmp_path / "r.json").read_text())
+    for name, (y, S, T) in (("mean", (l1, S1, T1)), ("var", (l2, S2, T2))):
+        for norm in ("none", "softmax"):
+            a, b = fusion.fit_fusion_weight(S, T, y, normalize=norm)
+            fitted = [r for r in got[f"{name} [{norm}]"] if r.startswith("weighted (val) ")]
+            assert fitted == [fusion.fitted_name(a, b)]
+            assert table_row(out, fusion.fitted_name(a, b))  # in the Markdown table too
+    assert f"mean: spatial:motion weight fitted on validation ({vs1} + {vm1}, 60 videos): raw " in out
+    # a pair without its validation files, files sharing videos with the test files, test scores
+    code, _, err = run_cli(capsys, "--spatial", s1, s2, "--motion", m1, m2, "--fit-weights-on", vs1, vm1)
+    assert code == 2 and "once per pair" in err
+    code, _, err = run_cli(capsys, "--spatial", s1, "--motion", m1, "--fit-weights-on", s1, m1)
+    assert code == 2 and "also in the test files" in err
+    test_scores = pickle.load(open(vs1, "rb"))
+    test_scores["meta"]["subset"] = "test"
+    bad = write_pickle(tmp_path / "bad_val.pkl", test_scores)
+    code, _, err = run_cli(capsys, "--spatial", s1, "--motion", m1, "--fit-weights-on", bad, vm1)
+    assert code == 2 and "bad_val.pkl: holds test scores" in err

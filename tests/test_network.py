@@ -176,8 +176,9 @@ def test_tsn_video_scores_mean_of_frames(small_backbone):
     np.testing.assert_allclose(out.numpy(), per.mean(axis=1), rtol=1e-4, atol=1e-5)
 
 
-def test_partial_bn(small_backbone):
-    model = TSN(small_backbone, partial_bn=True)
+def test_partial_bn():
+    torch.manual_seed(1)
+    model = TSN(build_backbone(6, in_channels=3), partial_bn=True)  # its own: partial BN freezes parameters
     model.train()
     bns = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(bns) == 20
@@ -192,5 +193,36 @@ def test_partial_bn(small_backbone):
     assert not torch.equal(bns[0].running_mean, first_before)
     model.eval()
     assert not any(m.training for m in bns)
-    plain = TSN(small_backbone, partial_bn=False).train()
+    plain = TSN(build_backbone(6, in_channels=3), partial_bn=False).train()
     assert all(m.training for m in plain.backbone.modules() if isinstance(m, nn.BatchNorm2d))
+    assert all(p.requires_grad for p in plain.parameters())
+
+
+def test_partial_bn_freezes_affine_parameters_but_the_first():
+    """TSN's partial BN: the BatchNorms after the first keep scale and shift fixed (no
+    gradient, not in the optimiser); the first BN and every other layer train."""
+    from engine.checkpoint import build_optimizer
+    torch.manual_seed(2)
+    model = TSN(build_backbone(4, in_channels=3), partial_bn=True).train()
+    bns = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    frozen = [p for m in bns[1:] for p in (m.weight, m.bias)]
+    assert not any(p.requires_grad for p in frozen)
+    optimizer = build_optimizer(model, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert not in_opt & {id(p) for p in frozen}
+    assert in_opt == {id(p) for p in model.parameters() if p.requires_grad}
+    assert {id(bns[0].weight), id(bns[0].bias), id(model.backbone.conv1.weight)} <= in_opt
+    frozen_before = [p.detach().clone() for p in frozen]
+    first_before = (bns[0].weight.detach().clone(), bns[0].bias.detach().clone())
+    stats_before = bns[3].running_var.clone()
+    loss = nn.functional.cross_entropy(model(torch.randn(2, 2, 3, 32, 32)), torch.tensor([0, 3]))
+    loss.backward()
+    optimizer.step()
+    assert all(torch.equal(p, b) for p, b in zip(frozen, frozen_before))
+    assert all(p.grad is None for p in frozen)
+    assert not torch.equal(bns[0].weight, first_before[0]) and not torch.equal(bns[0].bias, first_before[1])
+    assert torch.equal(bns[3].running_var, stats_before)
+    # without partial BN every parameter is optimised
+    plain = TSN(build_backbone(4, in_channels=3)).train()
+    n_opt = sum(len(g["params"]) for g in build_optimizer(plain, lr=0.1).param_groups)
+    assert n_opt == len(list(plain.parameters()))

@@ -3,8 +3,9 @@ import os
 
 import pytest
 
-from dataloader.splits import (SplitError, hold_out_groups, load_hmdb51_split, load_split,
-                               load_ucf101_split, video_group, video_name)
+from dataloader.splits import (SplitError, auto_val_groups, hold_out_films_per_class, hold_out_groups,
+                               hold_out_validation, load_hmdb51_split, load_split, load_ucf101_split, video_group,
+                               video_name)
 
 CLASSES = ["ApplyEyeMakeup", "Archery", "HandstandPushups"]
 
@@ -244,3 +245,106 @@ def test_hmdb51_duplicate_video_names_its_file(tmp_path):
         load_hmdb51_split(d, 1)
     assert "a_wave_0" in str(e.value)
     assert os.path.join(d, "wave_test_split1.txt") in str(e.value)
+
+
+# ------------------------------------------------------------------ --val-groups auto
+@pytest.mark.parametrize("groups, held", [(18, 3), (17, 3), (20, 3), (25, 4), (10, 2), (30, 5), (7, 1), (5, 1),
+                                          (4, 1), (3, 1), (2, 1), (1, 0), (0, 0)])
+def test_auto_val_groups_is_15_percent_rounded_half_up_at_least_one(groups, held):
+    assert auto_val_groups(groups) == held
+
+
+def test_auto_hold_out_ucf101_split1_is_g23_to_g25(tmp_path):
+    """UCF101 split 1 trains on g08..g25 (18 groups): auto holds out g23-g25, as the old default."""
+    train = [f"{c}/v_{c}_g{g:02d}_c{k:02d}.avi {y + 1}" for g in range(8, 26) for y, c in enumerate(CLASSES)
+             for k in (1, 2)]
+    split = load_ucf101_split(ucf_dir(tmp_path, train=train), 1)
+    h = hold_out_validation("ucf101", split.train, split.classes)
+    assert {video_group(v) for v, _ in h.val} == {"g23", "g24", "g25"}
+    assert {video_group(v) for v, _ in h.train} == {f"g{g:02d}" for g in range(8, 23)}
+    assert "3 held-out actor groups" in h.description and "g23-g25" in h.description
+    assert "auto" in h.description and "18 groups" in h.description
+    explicit = hold_out_validation("ucf101", split.train, split.classes, 2)
+    assert {video_group(v) for v, _ in explicit.val} == {"g24", "g25"} and "auto" not in explicit.description
+    none = hold_out_validation("ucf101", split.train, split.classes, 0)
+    assert none.val == [] and none.train == split.train and none.description == ""
+
+
+def test_auto_hold_out_small_data_set_keeps_most_groups_to_train_on():
+    entries = [(f"A_g{g:02d}_c01", 0) for g in range(8, 13)]  # 5 groups: the old 3 left only 2 to train on
+    h = hold_out_validation("ucf101", entries, ["A"])
+    assert [v for v, _ in h.val] == ["A_g12_c01"] and len(h.train) == 4
+    assert "1 held-out actor group of" in h.description and ": g12;" in h.description
+    one = hold_out_validation("ucf101", entries[:1], ["A"])  # one group: nothing to hold out
+    assert one.val == [] and one.description == ""
+
+
+# HMDB51 lists in the real naming (<source film>_<class>_<tags>_<n>.avi), written by hand.
+# brush_hair trains on 9 clips of 5 films, climb on 12 of 6, climb_stairs on 5 of 4, pour on 2
+# of 1; Fellowship_5 gives clips to climb and climb_stairs.
+HMDB_LISTS = {
+    "brush_hair_test_split1.txt": [
+        "April_09_brush_hair_u_nm_np1_ba_goo_0.avi 1", "April_09_brush_hair_u_nm_np1_ba_goo_1.avi 1",
+        "April_09_brush_hair_u_nm_np1_ba_goo_2.avi 1", "Blonde_being_brushed_brush_hair_f_nm_np2_ri_med_0.avi 1",
+        "Brushing_Hair_with_Beth_brush_hair_h_nm_np1_le_goo_0.avi 2",
+        "Brushing_Hair_with_Beth_brush_hair_h_nm_np1_le_goo_1.avi 2",
+        "Brushing_my_waist_lenth_hair_brush_hair_u_nm_np1_ba_goo_0.avi 1",
+        "Brushing_my_waist_lenth_hair_brush_hair_u_nm_np1_ba_goo_1.avi 1",
+        "Silky_Straight_Hair_Original_brush_hair_h_nm_np1_ba_goo_0.avi 1",
+        "atempting_to_brush_my_hair_brush_hair_u_nm_np2_le_goo_0.avi 0",
+        "brushing_hair_2_brush_hair_h_nm_np2_ba_med_2.avi 1", "brushing_hair_2_brush_hair_h_nm_np2_ba_med_3.avi 1"],
+    "climb_test_split1.txt": [
+        "Chillin_at_the_Rock_Gym_climb_f_cm_np1_ba_med_0.avi 1", "Chillin_at_the_Rock_Gym_climb_f_cm_np1_ba_med_1.avi 1",
+        "Chillin_at_the_Rock_Gym_climb_f_cm_np1_ba_med_2.avi 1", "Fellowship_5_climb_u_cm_np1_ba_bad_3.avi 1",
+        "Rock_Climbing_Hanging_climb_f_cm_np1_fr_med_1.avi 1", "Rock_Climbing_Hanging_climb_f_cm_np1_fr_med_2.avi 1",
+        "Rock_Climbing_Hanging_climb_f_cm_np1_fr_med_3.avi 2", "Sport_Climbing_climb_f_cm_np1_ri_bad_0.avi 1",
+        "Sport_Climbing_climb_f_cm_np1_ri_bad_1.avi 1", "Sport_Climbing_climb_f_cm_np1_ri_bad_2.avi 1",
+        "Sport_Climbing_climb_f_cm_np1_ri_bad_3.avi 1", "TheClimb_climb_f_cm_np1_le_med_4.avi 1",
+        "Wall_Climbing_climb_f_cm_np1_ba_bad_0.avi 1"],
+    "climb_stairs_test_split1.txt": [
+        "American_History_X_climb_stairs_f_cm_np1_ba_med_3.avi 1", "BATMAN_BEGINS_climb_stairs_f_cm_np1_fr_med_7.avi 1",
+        "BATMAN_BEGINS_climb_stairs_f_cm_np1_fr_med_8.avi 2", "Fellowship_5_climb_stairs_f_cm_np1_ba_med_0.avi 1",
+        "Fellowship_5_climb_stairs_f_cm_np1_ba_med_1.avi 1", "Spiderman3_climb_stairs_f_cm_np1_le_med_2.avi 1"],
+    "pour_test_split1.txt": [
+        "Bartender_School_pour_u_cm_np1_fr_goo_0.avi 1", "Bartender_School_pour_u_cm_np1_fr_goo_1.avi 1",
+        "Bartender_School_pour_u_cm_np1_fr_goo_2.avi 2"],
+}
+
+
+def test_hmdb51_validation_is_drawn_per_class_by_whole_films(tmp_path):
+    split = load_hmdb51_split(hmdb_dir(tmp_path, HMDB_LISTS), 1)
+    assert split.classes == ["brush_hair", "climb", "climb_stairs", "pour"]
+    h = hold_out_validation("hmdb51", split.train, split.classes)
+    # Per class, films from the last (sorted by name) until 15% of the class's clips:
+    # brush_hair 15% of 9 = 1.35 -> brushing_hair_2 (2 clips); climb 15% of 12 = 1.8 ->
+    # Wall_Climbing (1), then TheClimb (1); climb_stairs 15% of 5 = 0.75 -> Spiderman3 (1);
+    # pour has one film, which stays in training.
+    assert sorted(v for v, _ in h.val) == sorted([
+        "brushing_hair_2_brush_hair_h_nm_np2_ba_med_2", "brushing_hair_2_brush_hair_h_nm_np2_ba_med_3",
+        "Wall_Climbing_climb_f_cm_np1_ba_bad_0", "TheClimb_climb_f_cm_np1_le_med_4",
+        "Spiderman3_climb_stairs_f_cm_np1_le_med_2"])
+    assert sorted(h.train + h.val) == sorted(split.train)
+    for y, c in enumerate(split.classes):  # no film on both sides within a class
+        films = lambda es: {video_group(v, c) for v, label in es if label == y}  # noqa: E731
+        assert not films(h.train) & films(h.val)
+        assert films(h.train), f"class {c} lost all its training films"
+    assert {y for _, y in h.val} == {0, 1, 2}
+    assert "5 of 28 training clips" in h.description and "3 of 4 classes" in h.description
+    # Fellowship_5 has clips in two classes; per class it stays whole (here: training in both)
+    assert ("Fellowship_5_climb_u_cm_np1_ba_bad_3", 1) in h.train
+    # The old rule (the 3 films that sort last over the whole list) covers only 2 of the 4 classes.
+    _, old = hold_out_groups(split.train, split.classes, 3)
+    assert {y for _, y in old} == {0, 1}
+
+
+def test_hmdb51_explicit_films_per_class_and_a_class_with_one_film(tmp_path):
+    split = load_hmdb51_split(hmdb_dir(tmp_path, HMDB_LISTS), 1)
+    with pytest.raises(SplitError, match="'pour'"):
+        hold_out_validation("hmdb51", split.train, split.classes, 1)  # pour's only film
+    without_pour = [(v, y) for v, y in split.train if y != 3]
+    h = hold_out_validation("hmdb51", without_pour, split.classes, 1)
+    assert sorted(v for v, _ in h.val) == sorted([
+        "brushing_hair_2_brush_hair_h_nm_np2_ba_med_2", "brushing_hair_2_brush_hair_h_nm_np2_ba_med_3",
+        "Wall_Climbing_climb_f_cm_np1_ba_bad_0", "Spiderman3_climb_stairs_f_cm_np1_le_med_2"])
+    assert h.description.startswith("1 source film of each class")
+    assert hold_out_films_per_class(split.train, split.classes, 0) == (split.train, [])

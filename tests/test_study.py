@@ -44,6 +44,10 @@ def test_whole_study_then_a_second_call_skips_everything(data_root, tmp_path, ca
     fused = json.loads((out / "fusion.json").read_text())
     assert set(fused) == {"mean [none]", "var [none]", "mean [softmax]", "var [softmax]"}
     assert "average" in fused["mean [none]"] and "| weighted 2:1 |" in (out / "fusion.md").read_text()
+    # the spatial:motion weight fitted on the runs' validation scores (video_scores_val.pkl)
+    for name in fused:
+        assert len([r for r in fused[name] if r.startswith("weighted (val) ")]) == 1, fused[name].keys()
+    assert "--fit-weights-on" in (out / "fusion.md").read_text()
     summary = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
     for name in runs:
         assert any(line.startswith(f"| {name} | ") and "| val top-1 |" in line for line in summary)
@@ -158,6 +162,7 @@ def test_dry_run_plans_without_touching_anything(tmp_path, capsys):
     assert all("--stack=4" in line for line in lines if "motion_cnn.py" in line)
     assert not any("--stack" in line for line in lines if "spatial_cnn.py" in line)
     assert "fusion.py --spatial" in plan and "--names mean var --normalize both" in plan
+    assert f"--fit-weights-on {out / 'spatial_mean' / 'video_scores_val.pkl'} " in plan
 
 
 @pytest.mark.parametrize("extra, message", [(["--", "--out", "x"], "--out is set by the study"),

@@ -9,7 +9,8 @@ the fusion tables and the report.
 Writes
     STUDY_DIR/<stream>_<consensus>/   each run's --out (records, checkpoints, score files,
                                       PNG curves) and study.log (the run's console output)
-    STUDY_DIR/fusion.md, fusion.json  fusion.py's tables, spatial x motion per consensus
+    STUDY_DIR/fusion.md, fusion.json  fusion.py's tables, spatial x motion per consensus, with the
+                                      spatial:motion weight fitted on the runs' validation scores
     STUDY_DIR/report.md               tools.report's per-epoch tables and summary (also printed)
 
 Options after `--` go to the stream CLIs (spatial_cnn.py, motion_cnn.py); an option only
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 
 import utils
 from engine.plots import plot_run
-from engine.records import BEST_SCORES, LAST_SCORES, RecordError, load_run, score_path
+from engine.records import BEST_SCORES, LAST_SCORES, VAL_SCORES, RecordError, load_run, score_path
 from engine.tables import build_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -297,30 +298,43 @@ def run_jobs(todo, data_root, jobs):
 
 # ---------------------------------------------------------------- fusion, report
 def fusion_inputs(jobs):
-    """[(consensus, spatial pkl, motion pkl)] for each consensus with both streams finished,
-    and notes saying which score file stands for each run."""
+    """[(consensus, spatial pkl, motion pkl, spatial val pkl, motion val pkl)] for each consensus
+    with both streams finished, and notes saying which score file stands for each run. A val
+    pkl (the selected model's validation scores) is None where the run has none."""
     done = {(j.stream, j.consensus): j for j in jobs if finished(j.out)}
     pairs, notes = [], []
     for consensus in dict.fromkeys(j.consensus for j in jobs):
         runs = [done.get((s, consensus)) for s in ("spatial", "motion")]
         if None in runs:
             continue
-        paths = []
+        paths, vals = [], []
         for job in runs:
             path, best = score_path(job.out)
+            val = os.path.join(job.out, VAL_SCORES)
+            vals.append(val if best and os.path.isfile(val) else None)
             selection = load_run(job.out).selection
             notes.append(f"- {job.name}: {os.path.basename(path)} = "
                          + (f"the model selected by {selection}" if best else
                             "the LAST epoch: the run has no video_scores_best.pkl (no validation set: "
                             "--val-groups 0 without --select-on-test)"))
             paths.append(path)
-        pairs.append((consensus, *paths))
+        pairs.append((consensus, *paths, *vals))
+    if pairs and fit_on(pairs) is None:
+        notes.append("- no weight fitted on validation: a run has no " + VAL_SCORES + " (no validation set)")
+    elif pairs:
+        notes.append(f"- the row 'weighted (val) A:B': the spatial:motion weight fitted on each pair's {VAL_SCORES}")
     return pairs, notes
 
 
+def fit_on(pairs):
+    """fusion.py's --fit-weights-on pairs, if every pair has its validation scores."""
+    return [(p[3], p[4]) for p in pairs] if all(p[3] and p[4] for p in pairs) else None
+
+
 def fusion_argv(pairs, study_dir):
+    fit = [a for pair in fit_on(pairs) or [] for a in ("--fit-weights-on", *pair)]
     return (["--spatial", *[p[1] for p in pairs], "--motion", *[p[2] for p in pairs],
-             "--names", *[p[0] for p in pairs], "--normalize", "both",
+             "--names", *[p[0] for p in pairs], "--normalize", "both", *fit,
              "--json", os.path.join(study_dir, "fusion.json")])
 
 
@@ -330,7 +344,7 @@ def run_fusion(pairs, notes, study_dir):
     argv = fusion_argv(pairs, study_dir)  # the same tables from the command line, for the record
     try:
         result = fusion.fuse_score_files([p[1] for p in pairs], [p[2] for p in pairs], names=[p[0] for p in pairs],
-                                         normalize="both")
+                                         normalize="both", fit_on=fit_on(pairs))
         utils.save_json(result.report(), os.path.join(study_dir, "fusion.json"))
         body, rc = result.markdown(), 0
     except (fusion.FusionError, OSError) as e:
@@ -374,10 +388,11 @@ def print_plan(jobs, data_root, commands):
 def dry_run(jobs, args):
     print_plan(jobs, args.data_root, commands=True)
     if {"spatial", "motion"} <= set(args.streams):
-        pairs = [(c, os.path.join(args.out, f"spatial_{c}", BEST_SCORES),
-                  os.path.join(args.out, f"motion_{c}", BEST_SCORES)) for c in args.consensus]
+        pairs = [(c, *[os.path.join(args.out, f"{s}_{c}", f) for f in (BEST_SCORES, VAL_SCORES)
+                       for s in ("spatial", "motion")]) for c in args.consensus]
         print(f"then: python fusion.py {shlex.join(fusion_argv(pairs, args.out))}\n"
-              f"      (video_scores.pkl, the last epoch, for a run without video_scores_best.pkl)")
+              f"      (video_scores.pkl, the last epoch, and no --fit-weights-on for a run without "
+              f"video_scores_best.pkl and {VAL_SCORES})")
     runs = [j.out for j in jobs]
     print(f"then: python -m tools.report {shlex.join(runs)} --plots > {os.path.join(args.out, 'report.md')}")
     return 0
