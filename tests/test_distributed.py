@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = FAST_PROCESSES
 
 OUTPUTS = ["args.json", "checkpoint.pth", "model_best.pth", "test.csv", "train.csv", "val.csv",
-           "video_scores.pkl", "video_scores_best.pkl"]
+           "video_scores.pkl", "video_scores_best.pkl", "video_scores_val.pkl"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
