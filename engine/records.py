@@ -17,6 +17,14 @@ import utils
 TRAIN_COLUMNS = ["Epoch", "Batch Time", "Data Time", "Loss", "Prec@1", "Prec@5", "lr"]
 EVAL_COLUMNS = ["Epoch", "Batch Time", "Loss", "Prec@1", "Prec@5", "Mean Class Acc"]
 BEST_SCORES, LAST_SCORES = "video_scores_best.pkl", "video_scores.pkl"
+# What a finished run leaves in --out (args.json alone is not a run: it is written with
+# the first epoch's records). A new run never replaces these silently.
+RUN_FILES = ("checkpoint.pth", "model_best.pth", "train.csv", "val.csv", "test.csv", LAST_SCORES, BEST_SCORES)
+
+
+def finished_files(out):
+    """The files of a finished run in the folder `out` (none if it does not exist)."""
+    return [f for f in RUN_FILES if os.path.isfile(os.path.join(out, f))]
 
 
 # ---------------------------------------------------------------- the best-epoch rule

@@ -32,7 +32,8 @@ def test_evaluate_writes_scores_and_touches_nothing_else(data_root, tmp_path):
     trained = utils.load_pickle_safe(out / "video_scores.pkl")
     before = {f: (out / f).read_bytes() for f in ("checkpoint.pth", "train.csv", "test.csv", "args.json")}
 
-    assert run(SPATIAL, data_root, out, "--evaluate", "--resume", str(out / "checkpoint.pth")) == 0
+    # Into the training run's folder: replacing its video_scores.pkl takes --overwrite.
+    assert run(SPATIAL, data_root, out, "--evaluate", "--resume", str(out / "checkpoint.pth"), "--overwrite") == 0
     for f, content in before.items():
         assert (out / f).read_bytes() == content, f"--evaluate changed {f}"
     evaluated = utils.load_pickle_safe(out / "video_scores.pkl")
@@ -44,7 +45,7 @@ def test_evaluate_writes_scores_and_touches_nothing_else(data_root, tmp_path):
 
     # Another protocol through --evaluate: recorded in the file's meta.
     assert run(SPATIAL, data_root, out, "--evaluate", "--resume", str(out / "checkpoint.pth"),
-               "--test-frames", "5", "--test-crops", "3") == 0
+               "--test-frames", "5", "--test-crops", "3", "--overwrite") == 0
     meta = utils.load_pickle_safe(out / "video_scores.pkl")["meta"]
     assert (meta["test_frames"], meta["test_crops"]) == (5, 3)
 
