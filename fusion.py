@@ -146,6 +146,10 @@ def _examples(names):
 
 
 def _read_pickle(path):
+    if os.path.isdir(path):
+        inside = [f for f in ("video_scores_best.pkl", "video_scores.pkl") if os.path.isfile(os.path.join(path, f))]
+        hint = f" such as {os.path.join(path, inside[0])}" if inside else " (OUT/video_scores_best.pkl of a run)"
+        raise FusionError(f"{path}: is a folder; expected a score file{hint}")
     if not os.path.isfile(path):
         raise FusionError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
@@ -429,6 +433,10 @@ def fuse_score_files(spatial, motion, names=None, weights=(), topk=DEFAULT_TOPK,
     if len(spatial) != len(motion):
         raise FusionError(f"{len(spatial)} --spatial files but {len(motion)} --motion files; "
                           "they are paired by position")
+    for i, (s, m) in enumerate(zip(spatial, motion), 1):
+        if os.path.exists(s) and os.path.exists(m) and os.path.samefile(s, m):
+            raise FusionError(f"pair {i}: the same file {s} is given as --spatial and as --motion "
+                              f"({m}); a pair fuses two different streams")
     cache = {}  # a file shared by several pairs is read once
 
     def load(path):

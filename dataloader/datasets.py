@@ -45,7 +45,8 @@ def count_frames(entries, layout, modality, min_frames=1):
     counts = {v: layout.num_frames(v, modality) for v, _ in entries if v not in absent}
     empty = [v for v, n in counts.items() if n < min_frames]
     if missing or empty:
-        how = [f"{len(missing)} without a folder" if missing else "", f"{len(empty)} with an empty one" if empty else ""]
+        how = [f"{len(missing)} without a folder" if missing else "",
+               f"{len(empty)} with an empty one" if empty else ""]
         raise DataError(f"{len(missing) + len(empty)} of {len(entries)} videos in the split have no {modality} frames "
                         f"under {layout.describe(modality)} ({', '.join(h for h in how if h)}): "
                         f"{_describe(missing + empty)}")

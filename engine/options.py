@@ -4,6 +4,7 @@ import argparse
 import math
 import os
 
+import utils
 from dataloader.layout import LAYOUTS
 from dataloader.splits import DATASETS
 from engine.records import LAST_SCORES, finished_files
@@ -143,8 +144,8 @@ def build_parser(spec):
     r.add_argument("--start-epoch", type=non_negative_int, help="override the epoch to start at (default: after the checkpoint's)")
     r.add_argument("--evaluate", action="store_true",
                    help="only evaluate --resume's model on the test split and write OUT/video_scores.pkl; never "
-                        "train. Refuses to replace an existing OUT/video_scores.pkl (give a new --out) unless "
-                        "--overwrite")
+                        "train. An existing OUT/video_scores.pkl is replaced only by the same evaluation (same "
+                        "epoch, split, --test-frames, --test-crops) or with --overwrite")
     r.add_argument("--overwrite", action="store_true",
                    help="allow training (without --resume) into an --out that holds a finished run: its checkpoint, "
                         "records and score files are replaced when the new run's first epoch is saved (until "
@@ -193,11 +194,7 @@ def check_paths(args):
     if args.check_data or args.overwrite:
         return
     if args.evaluate:
-        scores = os.path.join(args.out, LAST_SCORES)
-        if os.path.exists(scores):
-            raise ValueError(f"--out {args.out}: already holds {LAST_SCORES}; --evaluate would replace it. "
-                             "Give a new --out, or pass --overwrite to replace it")
-        return
+        return  # check_evaluate_out, once the checkpoint's epoch is known
     found = finished_files(args.out)
     # --resume of a checkpoint in --out continues that run; any other run in --out is kept.
     if found and not (args.resume and os.path.samefile(os.path.dirname(os.path.abspath(args.resume)), args.out)):
@@ -205,6 +202,28 @@ def check_paths(args):
         cont = f"continue it with --resume {ckpt}, " if os.path.isfile(ckpt) else ""
         raise ValueError(f"--out {args.out}: holds a finished run ({', '.join(found)}); {cont}train into a "
                          "new --out, or pass --overwrite to replace it")
+
+
+SAME_SCORES = ("stream", "consensus", "dataset", "split", "epoch", "test_frames", "test_crops")
+
+
+def check_evaluate_out(args, meta):
+    """--evaluate writes OUT/video_scores.pkl. It may replace one only where the new file
+    holds the same numbers (same stream, epoch, split and test protocol: evaluating a run's
+    own checkpoint again), or with --overwrite; anything else would silently change what a
+    finished run reported."""
+    path = os.path.join(args.out, LAST_SCORES)
+    if args.overwrite or not os.path.exists(path):
+        return
+    try:
+        old = utils.load_pickle_safe(path).get("meta") or {}
+    except (ValueError, AttributeError, OSError):
+        old = {}
+    differ = [k for k in SAME_SCORES if old.get(k) != meta.get(k)]
+    if differ:
+        raise ValueError(f"--out {args.out}: already holds {LAST_SCORES} of another evaluation (its "
+                         + ", ".join(f"{k} {old.get(k)!r}" for k in differ) + "); --evaluate would replace it. "
+                         "Give a new --out, or pass --overwrite to replace it")
 
 
 def selection_protocol(args):

@@ -18,7 +18,7 @@ from engine.checkpoint import (CheckpointError, build_model, checkpoint_payload,
                                resume_hint)
 from engine.data import StreamData, build_data, make_loader
 from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
-from engine.options import build_parser, check_args, check_paths, selection_protocol
+from engine.options import build_parser, check_args, check_evaluate_out, check_paths, selection_protocol
 from engine.records import BEST_SCORES, LAST_SCORES, finished_files, score_file, update_best, write_records
 from engine.runtime import (DistInfo, SignalFlag, StopRequested, default_amp, enable_huge_pages, init_distributed,
                             lost_peer, lost_peer_message,
@@ -257,7 +257,8 @@ def save_epoch(run, epoch, improved, evals):
                         os.path.join(out, "args.json"))
         # --overwrite: what the replaced run wrote and this one did not (val.csv, model_best...) goes now.
         written = {"checkpoint.pth", "train.csv", "test.csv", LAST_SCORES}
-        written |= ({"val.csv"} if run.history["val"] else set()) | ({"model_best.pth", BEST_SCORES} if improved else set())
+        written |= {"val.csv"} if run.history["val"] else set()
+        written |= {"model_best.pth", BEST_SCORES} if improved else set()
         for name in set(run.replaces) - written:
             os.unlink(os.path.join(out, name))
         run.replaces = []
@@ -274,6 +275,9 @@ def evaluate_only(run, epoch):
     """--evaluate: score the test split with the checkpoint's model; train nothing, touch no
     checkpoint or record, write video_scores.pkl for this protocol."""
     args, data = run.args, run.data
+    if run.info.is_main:
+        unscored = dict.fromkeys(("Prec@1", "Prec@5", "Mean Class Acc"))
+        check_evaluate_out(args, score_meta(args, run.spec, epoch, unscored))
     row, scores, _, _ = evaluate(run.model, data.test, run.device, run.loop, run.info, "test")
     if run.info.is_main:
         print_row("test", epoch, args.epochs, row)

@@ -32,8 +32,7 @@ def test_evaluate_writes_scores_and_touches_nothing_else(data_root, tmp_path):
     trained = utils.load_pickle_safe(out / "video_scores.pkl")
     before = {f: (out / f).read_bytes() for f in ("checkpoint.pth", "train.csv", "test.csv", "args.json")}
 
-    # Into the training run's folder: replacing its video_scores.pkl takes --overwrite.
-    assert run(SPATIAL, data_root, out, "--evaluate", "--resume", str(out / "checkpoint.pth"), "--overwrite") == 0
+    assert run(SPATIAL, data_root, out, "--evaluate", "--resume", str(out / "checkpoint.pth")) == 0
     for f, content in before.items():
         assert (out / f).read_bytes() == content, f"--evaluate changed {f}"
     evaluated = utils.load_pickle_safe(out / "video_scores.pkl")
@@ -43,7 +42,8 @@ def test_evaluate_writes_scores_and_touches_nothing_else(data_root, tmp_path):
         np.testing.assert_allclose(evaluated["scores"][v], trained["scores"][v], rtol=1e-5, atol=1e-5)
     assert evaluated["meta"]["evaluated_from"] == str(out / "checkpoint.pth")
 
-    # Another protocol through --evaluate: recorded in the file's meta.
+    # Another protocol through --evaluate: recorded in the file's meta; replacing the run's
+    # video_scores.pkl with other numbers takes --overwrite.
     assert run(SPATIAL, data_root, out, "--evaluate", "--resume", str(out / "checkpoint.pth"),
                "--test-frames", "5", "--test-crops", "3", "--overwrite") == 0
     meta = utils.load_pickle_safe(out / "video_scores.pkl")["meta"]

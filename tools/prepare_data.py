@@ -40,7 +40,8 @@ from tqdm import tqdm
 
 import utils
 from dataloader.flow import BOUND, quantize_flow
-from dataloader.layout import FLOW_DIR, RGB_DIR, UCF101_FOLDER_PREFIX, twostream_frame_name, twostream_video_dirs
+from dataloader.layout import (FLOW_COMPONENTS, FLOW_DIR, RGB_DIR, UCF101_FOLDER_PREFIX, twostream_frame_name,
+                              twostream_video_dirs)
 from dataloader.splits import video_name
 
 # FLOW_DIR is tvl1_flow also for farneback: readers look for this name.
@@ -222,8 +223,8 @@ def prepare_video(job):
 # ---------------------------------------------------------------- the run
 
 def check_info(out, info):
-    """Write prepare_info.json; refuse to resume into an --out made with other settings
-    (a mix of flow methods or frame sizes in one folder would go unnoticed by readers)."""
+    """Refuse to resume into an --out made with other settings (a mix of flow methods or
+    frame sizes in one folder would go unnoticed by readers)."""
     path = os.path.join(out, INFO_FILE)
     if os.path.isfile(path):
         with open(path) as f:
@@ -233,7 +234,21 @@ def check_info(out, info):
         if diff:
             raise ValueError(f"{path} was made with " + ", ".join(f"{k}={old.get(k)}" for k in diff)
                              + "; use the same settings or another --out")
-    utils.save_json(info, path)
+
+
+def output_dirs(out):
+    """The folders a run creates under --out, parents first."""
+    return [out, os.path.join(out, RGB_DIR), os.path.join(out, FLOW_DIR)] + \
+        [os.path.join(out, FLOW_DIR, c) for c in FLOW_COMPONENTS]
+
+
+def remove_empty(dirs):
+    """Remove those of `dirs` that are empty, children first (a run with nothing to show)."""
+    for d in reversed(dirs):
+        try:
+            os.rmdir(d)
+        except OSError:  # not empty, or not there
+            pass
 
 
 def run_jobs(jobs, workers, flow):
@@ -289,11 +304,13 @@ def main(argv=None):
             parser.error(f"--{opt} must be at least 1")
     if args.limit is not None and args.limit < 0:
         parser.error("--limit must be >= 0")
+    info = {"flow": args.flow, "width": args.width, "height": args.height, "bound": BOUND,
+            "dataset": args.dataset, "flow_dir": FLOW_DIR, "rgb_dir": RGB_DIR, "opencv": cv2.__version__}
     try:
         paths = select_videos(list_videos(args.videos_dir, args.dataset), args.videos, args.limit)
-        check_info(args.out, {"flow": args.flow, "width": args.width, "height": args.height, "bound": BOUND,
-                              "dataset": args.dataset, "flow_dir": FLOW_DIR, "rgb_dir": RGB_DIR,
-                              "opencv": cv2.__version__})
+        check_info(args.out, info)
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out}: is a file; expected a folder for the frames")
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -308,6 +325,7 @@ def main(argv=None):
           file=sys.stderr)
 
     done, failed = [], []
+    new_dirs = [d for d in output_dirs(args.out) if not os.path.exists(d)]
     try:
         with tqdm(total=len(jobs), unit="video", dynamic_ncols=True) as bar:
             for r in run_jobs(jobs, min(args.workers, len(jobs)), args.flow):
@@ -318,7 +336,17 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        # prepare_info.json describes frames on disk: written once there are some; a run
+        # whose every video failed leaves nothing behind.
+        if done or skipped:
+            utils.save_json(info, os.path.join(args.out, INFO_FILE))
+        else:
+            remove_empty(new_dirs)
     print(summarize(done, skipped, failed))
+    if failed and not (done or skipped):
+        print(f"error: none of the {len(failed)} videos could be prepared; nothing was written to {args.out}",
+              file=sys.stderr)
     return 1 if failed else 0
 
 
