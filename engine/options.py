@@ -174,6 +174,8 @@ def check_args(args):
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if getattr(args, "stack", 1) < 1:
         raise ValueError("--stack must be at least 1")
+    if args.start_epoch is not None and args.start_epoch >= args.epochs and not (args.resume or args.check_data):
+        raise ValueError(f"--start-epoch {args.start_epoch} is not below --epochs {args.epochs}: nothing to train")
 
 
 def check_paths(args):

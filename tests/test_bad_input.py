@@ -100,6 +100,12 @@ def test_negative_start_epoch_is_refused_before_anything_is_written(data_root, f
     assert_one_line(capsys.readouterr().err, "--start-epoch", "-5")
 
 
+def test_start_epoch_past_epochs_without_resume_is_refused(data_root, tmp_path, capsys):
+    assert stream(data_root, tmp_path / "out", "--epochs", "2", "--start-epoch", "3") == 2
+    assert_one_line(capsys.readouterr().err, "--start-epoch 3", "--epochs 2")
+    assert not (tmp_path / "out").exists()
+
+
 def test_benchmark_refuses_zero_batches(capsys):
     assert benchmark.main(["--batches", "0"]) == 2
     assert_one_line(capsys.readouterr().err, "--batches")
@@ -203,6 +209,7 @@ def test_empty_frame_folders_are_counted_right(own_data, tmp_path, capsys):
     assert_one_line(capsys.readouterr().err, f"{n} of {n} videos", "no rgb frames", f"{n} with an empty one")
 
 
+@pytest.mark.slow
 def test_a_stack_longer_than_the_flow_is_warned_about(data_root, tmp_path, capsys, untouched):
     assert stream(data_root, tmp_path / "out", "--stack", "50", "--check-data", spec=MOTION) == 0
     err = capsys.readouterr().err
