@@ -182,6 +182,10 @@ def _examples(names):
 
 
 def _read_pickle(path):
+    if os.path.isdir(path):
+        inside = [f for f in ("video_scores_best.pkl", "video_scores.pkl") if os.path.isfile(os.path.join(path, f))]
+        hint = f" such as {os.path.join(path, inside[0])}" if inside else " (OUT/video_scores_best.pkl of a run)"
+        raise FusionError(f"{path}: is a folder; expected a score file{hint}")
     if not os.path.isfile(path):
         raise FusionError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
@@ -423,7 +427,7 @@ def build_parser():
                    help="validation score files (video_scores_val.pkl) of the spatial and motion run of a pair, "
                         "once per pair in the order of --spatial: adds the row 'weighted (val) A:B', the "
                         "spatial:motion ratio A:B that maximises validation top-1 (ratios 1:3 .. 3:1 of "
-                        f"{{1, 1.5, 2, 3}}; ties to the ratio closest to 1:1), evaluated on the test files")
+                        "{1, 1.5, 2, 3}; ties to the ratio closest to 1:1), evaluated on the test files")
     p.add_argument("--topk", type=topk_arg, default=DEFAULT_TOPK, metavar="K",
                    help=f"K of the var[top K] strategy (default {DEFAULT_TOPK}; capped at the class count)")
     p.add_argument("--normalize", choices=NORMALISATIONS + ("both",), default="none",
@@ -499,6 +503,10 @@ def fuse_score_files(spatial, motion, names=None, weights=(), topk=DEFAULT_TOPK,
     if len(spatial) != len(motion):
         raise FusionError(f"{len(spatial)} --spatial files but {len(motion)} --motion files; "
                           "they are paired by position")
+    for i, (s, m) in enumerate(zip(spatial, motion), 1):
+        if os.path.exists(s) and os.path.exists(m) and os.path.samefile(s, m):
+            raise FusionError(f"pair {i}: the same file {s} is given as --spatial and as --motion "
+                              f"({m}); a pair fuses two different streams")
     if fit_on is not None and len(fit_on) != len(spatial):
         raise FusionError(f"--fit-weights-on given {len(fit_on)} times for {len(spatial)} pairs of files; "
                           "give it once per pair, in the order of --spatial")

@@ -179,9 +179,15 @@ def load_pickle_safe(path):
 
 def load_checkpoint(path, map_location="cpu"):
     """torch.load with weights_only=True: a checkpoint cannot run code when loaded."""
+    expected = "expected a checkpoint.pth or model_best.pth written by spatial_cnn.py / motion_cnn.py"
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a folder; {expected}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: the file is empty (0 bytes); {expected}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path}: cannot load as a checkpoint ({e})") from None
+        detail = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:100]
+        raise ValueError(f"{path}: not a PyTorch checkpoint ({type(e).__name__}: {detail}); {expected}") from None

@@ -41,14 +41,15 @@ def count_frames(entries, layout, modality, min_frames=1):
     """
     layout.require(modality)
     missing = [v for v, _ in entries if not layout.has(v, modality)]
-    if missing:
-        raise DataError(f"{len(missing)} of {len(entries)} videos in the split have no "
-                        f"{modality} frames under {layout.describe(modality)}: {_describe(missing)}")
-    counts = {v: layout.num_frames(v, modality) for v, _ in entries}
+    absent = set(missing)
+    counts = {v: layout.num_frames(v, modality) for v, _ in entries if v not in absent}
     empty = [v for v, n in counts.items() if n < min_frames]
-    if empty:
-        raise DataError(f"{len(empty)} videos have no {modality} frames in their folder "
-                        f"under {layout.describe(modality)}: {_describe(empty)}")
+    if missing or empty:
+        how = [f"{len(missing)} without a folder" if missing else "",
+               f"{len(empty)} with an empty one" if empty else ""]
+        raise DataError(f"{len(missing) + len(empty)} of {len(entries)} videos in the split have no {modality} frames "
+                        f"under {layout.describe(modality)} ({', '.join(h for h in how if h)}): "
+                        f"{_describe(missing + empty)}")
     return counts
 
 

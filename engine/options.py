@@ -1,14 +1,82 @@
 """The options both stream CLIs share, defined once; a StreamSpec sets the defaults that
 differ (learning rate, batch size) and adds --stack for the motion stream."""
 import argparse
+import math
 import os
 
+import utils
 from dataloader.layout import LAYOUTS
 from dataloader.splits import DATASETS, VAL_FRACTION
+from engine.records import LAST_SCORES, finished_files
 from network.consensus import CONSENSUS
 
 EPILOG = ("Sampling, consensus, flow encoding and the model-selection protocols are explained in "
           "docs/method.md; README.md walks through real-data usage.")
+
+
+# ---------------------------------------------------------------- option types
+# argparse names the flag in its message ("argument --lr: must be > 0, got -0.1"), so every
+# range is checked here, before anything is read, written or started.
+def _number(kind, text):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got '{text}'") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got '{text}'")
+    return value
+
+
+def positive_int(text):
+    value = _number(int, text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    value = _number(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text):
+    value = _number(float, text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def non_negative_float(text):
+    value = _number(float, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def probability(text):
+    """A fraction in [0, 1): dropout (1 would drop everything)."""
+    value = _number(float, text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def shrink_factor(text):
+    """A factor in (0, 1): what ReduceLROnPlateau multiplies the LR by."""
+    value = _number(float, text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line naming the option, not the whole usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists every option)\n")
 
 
 SEED_TEST_FRAMES, TSN_TEST_FRAMES = 19, 25  # test positions: the seed's; TSN's (with 10 crops)
@@ -27,7 +95,7 @@ def auto_or_count(text):
     return n
 
 
-class StreamParser(argparse.ArgumentParser):
+class StreamParser(OneLineParser):
     """Resolves the defaults that depend on other options right after parsing."""
 
     def parse_known_args(self, args=None, namespace=None):
@@ -39,7 +107,7 @@ class StreamParser(argparse.ArgumentParser):
 
 
 def build_parser(spec):
-    p = StreamParser(description=spec.description, epilog=EPILOG,
+    p = StreamParser(prog=spec.script, description=spec.description, epilog=EPILOG,
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--dataset", choices=DATASETS, default="ucf101", help="which split lists to read")
@@ -73,10 +141,10 @@ def build_parser(spec):
                         "frame of the same video and counted (skip)")
 
     s = p.add_argument_group("sampling")
-    s.add_argument("--num-segments", type=int, default=3, help="TSN segments K per training video")
+    s.add_argument("--num-segments", type=positive_int, default=3, help="TSN segments K per training video")
     if spec.modality == "flow":
-        s.add_argument("--stack", type=int, default=10, help="consecutive flow frames L per position (2L channels)")
-    s.add_argument("--crop-size", type=int, default=224, help="square crop fed to the network")
+        s.add_argument("--stack", type=positive_int, default=10, help="consecutive flow frames L per position (2L channels)")
+    s.add_argument("--crop-size", type=positive_int, default=224, help="square crop fed to the network")
     s.add_argument("--test-frames", type=auto_or_count, default="auto", metavar="auto|N",
                    help=f"evenly spaced test positions per video; auto: {SEED_TEST_FRAMES} (the seed), or "
                         f"{TSN_TEST_FRAMES} with --test-crops 10 (TSN's protocol). A number given here wins")
@@ -87,33 +155,39 @@ def build_parser(spec):
     m.add_argument("--consensus", choices=CONSENSUS, default="mean", help="segment consensus: mean, max or variance-weighted (docs/method.md)")
     m.add_argument("--pretrained", default="imagenet",
                    help="'imagenet' (torchvision's weights from the local cache), 'none', or a state-dict PATH")
-    m.add_argument("--dropout", type=float, default=0.5, help="dropout before the last layer")
+    m.add_argument("--dropout", type=probability, default=0.5, help="dropout before the last layer")
     m.add_argument("--partial-bn", action="store_true",
                    help="TSN's partial BN: every BatchNorm but the first keeps its statistics and its scale/shift "
                         "fixed (not trained)")
 
     o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=500, help="upper bound; training stops earlier at --min-lr")
-    o.add_argument("--batch-size", type=int, default=spec.batch_size,
+    o.add_argument("--epochs", type=positive_int, default=500, help="upper bound; training stops earlier at --min-lr")
+    o.add_argument("--batch-size", type=positive_int, default=spec.batch_size,
                    help="videos per step and per process (global batch = this x number of processes)")
-    o.add_argument("--lr", type=float, default=spec.lr,
+    o.add_argument("--lr", type=positive_float, default=spec.lr,
                    help="SGD learning rate (for N processes, consider scaling it by N)")
-    o.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    o.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay")
-    o.add_argument("--lr-patience", type=int, default=1, help="ReduceLROnPlateau patience (epochs), as the seed")
-    o.add_argument("--lr-factor", type=float, default=0.1, help="ReduceLROnPlateau factor")
-    o.add_argument("--min-lr", type=float, default=1e-6, help="stop once the LR falls below this")
+    o.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
+    o.add_argument("--weight-decay", type=non_negative_float, default=5e-4, help="SGD weight decay")
+    o.add_argument("--lr-patience", type=non_negative_int, default=1, help="ReduceLROnPlateau patience (epochs), as the seed")
+    o.add_argument("--lr-factor", type=shrink_factor, default=0.1, help="ReduceLROnPlateau factor")
+    o.add_argument("--min-lr", type=non_negative_float, default=1e-6, help="stop once the LR falls below this")
 
     r = p.add_argument_group("run")
     r.add_argument("--out", default=os.path.join("record", spec.name), help="output folder for records, checkpoints, scores")
     r.add_argument("--resume", help="checkpoint to continue from (checkpoint.pth of a run)")
-    r.add_argument("--start-epoch", type=int, help="override the epoch to start at (default: after the checkpoint's)")
+    r.add_argument("--start-epoch", type=non_negative_int, help="override the epoch to start at (default: after the checkpoint's)")
     r.add_argument("--evaluate", action="store_true",
-                   help="only evaluate --resume's model on the test split and write video_scores.pkl; never train")
+                   help="only evaluate --resume's model on the test split and write OUT/video_scores.pkl; never "
+                        "train. An existing OUT/video_scores.pkl is replaced only by the same evaluation (same "
+                        "epoch, split, --test-frames, --test-crops) or with --overwrite")
+    r.add_argument("--overwrite", action="store_true",
+                   help="allow training (without --resume) into an --out that holds a finished run: its checkpoint, "
+                        "records and score files are replaced when the new run's first epoch is saved (until "
+                        "then they stay intact); with --evaluate, allow replacing OUT/video_scores.pkl")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
-    r.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data-loading processes per GPU")
-    r.add_argument("--test-batch-size", type=int, default=8, help="videos per evaluation batch")
-    r.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
+    r.add_argument("--workers", type=non_negative_int, default=min(8, os.cpu_count() or 1), help="data-loading processes per GPU")
+    r.add_argument("--test-batch-size", type=positive_int, default=8, help="videos per evaluation batch")
+    r.add_argument("--seed", type=non_negative_int, default=0, help="seed for initialisation, shuffling and augmentation")
     r.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 autocast (default: on for CUDA, off for CPU)")
     r.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -121,11 +195,12 @@ def build_parser(spec):
     r.add_argument("--picture-dir", help="also copy each epoch's PNG curves and confusion matrix here (e.g. picture)")
     r.add_argument("--tensorboard", action="store_true",
                    help="also log per-epoch scalars to OUT/tensorboard (needs: pip install tensorboard)")
-    r.add_argument("--dist-timeout", type=float, default=30, help="minutes before a stuck distributed job fails")
+    r.add_argument("--dist-timeout", type=positive_float, default=30, help="minutes before a stuck distributed job fails")
     return p
 
 
 def check_args(args):
+    """Checks between options (each option's own range is checked by its type)."""
     if args.evaluate and not args.resume:
         raise ValueError("--evaluate needs --resume CHECKPOINT (the model to evaluate)")
     for name in ("batch_size", "epochs", "num_segments", "test_frames", "crop_size", "test_batch_size"):
@@ -133,6 +208,58 @@ def check_args(args):
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if getattr(args, "stack", 1) < 1:
         raise ValueError("--stack must be at least 1")
+    if args.start_epoch is not None and args.start_epoch >= args.epochs and not (args.resume or args.check_data):
+        raise ValueError(f"--start-epoch {args.start_epoch} is not below --epochs {args.epochs}: nothing to train")
+
+
+def check_paths(args):
+    """The files an option names, before anything is read or written: --resume is a
+    checkpoint file, --out is a folder, and no finished run in --out is replaced silently
+    (a run continues only with --resume; --overwrite replaces it)."""
+    if args.resume:
+        if os.path.isdir(args.resume):
+            inside = os.path.join(args.resume, "checkpoint.pth")
+            hint = f" such as {inside}" if os.path.isfile(inside) else " (OUT/checkpoint.pth of a run)"
+            raise ValueError(f"--resume {args.resume}: is a folder; expected a checkpoint file{hint}")
+        if not os.path.isfile(args.resume):
+            raise ValueError(f"--resume {args.resume}: no such file; expected a checkpoint (OUT/checkpoint.pth "
+                             "or OUT/model_best.pth of a run)")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out}: is a file; expected a folder for the run's records, "
+                         "checkpoints and score files")
+    if args.check_data or args.overwrite:
+        return
+    if args.evaluate:
+        return  # check_evaluate_out, once the checkpoint's epoch is known
+    found = finished_files(args.out)
+    # --resume of a checkpoint in --out continues that run; any other run in --out is kept.
+    if found and not (args.resume and os.path.samefile(os.path.dirname(os.path.abspath(args.resume)), args.out)):
+        ckpt = os.path.join(args.out, "checkpoint.pth")
+        cont = f"continue it with --resume {ckpt}, " if os.path.isfile(ckpt) else ""
+        raise ValueError(f"--out {args.out}: holds a finished run ({', '.join(found)}); {cont}train into a "
+                         "new --out, or pass --overwrite to replace it")
+
+
+SAME_SCORES = ("stream", "consensus", "dataset", "split", "epoch", "test_frames", "test_crops")
+
+
+def check_evaluate_out(args, meta):
+    """--evaluate writes OUT/video_scores.pkl. It may replace one only where the new file
+    holds the same numbers (same stream, epoch, split and test protocol: evaluating a run's
+    own checkpoint again), or with --overwrite; anything else would silently change what a
+    finished run reported."""
+    path = os.path.join(args.out, LAST_SCORES)
+    if args.overwrite or not os.path.exists(path):
+        return
+    try:
+        old = utils.load_pickle_safe(path).get("meta") or {}
+    except (ValueError, AttributeError, OSError):
+        old = {}
+    differ = [k for k in SAME_SCORES if old.get(k) != meta.get(k)]
+    if differ:
+        raise ValueError(f"--out {args.out}: already holds {LAST_SCORES} of another evaluation (its "
+                         + ", ".join(f"{k} {old.get(k)!r}" for k in differ) + "); --evaluate would replace it. "
+                         "Give a new --out, or pass --overwrite to replace it")
 
 
 def selection_protocol(args, validation=None):

@@ -7,9 +7,11 @@ them back, and the one rule that picks the reported epoch (model_best).
     video_scores*.pkl    per-video test scores (what fusion.py reads)
     video_scores_val.pkl per-video validation scores of model_best (fusion.py --fit-weights-on)
 """
+import csv
+import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +21,15 @@ TRAIN_COLUMNS = ["Epoch", "Batch Time", "Data Time", "Loss", "Prec@1", "Prec@5",
 EVAL_COLUMNS = ["Epoch", "Batch Time", "Loss", "Prec@1", "Prec@5", "Mean Class Acc"]
 BEST_SCORES, LAST_SCORES = "video_scores_best.pkl", "video_scores.pkl"
 VAL_SCORES = "video_scores_val.pkl"  # the validation set's scores of the model in BEST_SCORES
+# What a finished run leaves in --out (args.json alone is not a run: it is written with
+# the first epoch's records). A new run never replaces these silently.
+RUN_FILES = ("checkpoint.pth", "model_best.pth", "train.csv", "val.csv", "test.csv", LAST_SCORES, BEST_SCORES,
+             VAL_SCORES)
+
+
+def finished_files(out):
+    """The files of a finished run in the folder `out` (none if it does not exist)."""
+    return [f for f in RUN_FILES if os.path.isfile(os.path.join(out, f))]
 
 
 # ---------------------------------------------------------------- the best-epoch rule
@@ -57,6 +68,53 @@ class RecordError(ValueError):
     """A run folder without usable records; the message names the folder."""
 
 
+REQUIRED = ("Epoch", "Loss", "Prec@1")  # what the tables and the best-epoch rule cannot do without
+
+
+def read_records(path, columns):
+    """(rows, warnings) of a record CSV. The engine writes whole files atomically, each row
+    ending in a newline, so a file cut short (a copy, a full disk elsewhere) or edited by
+    hand shows as an unknown or partial header, a last row without its newline, a row with
+    too few fields, or a cell that is not a number. Such rows are left out, never shown as
+    numbers; each warning names the file and line."""
+    with open(path, newline="") as f:
+        text = f.read()
+    if not text.strip():
+        return [], [f"{path}: the file is empty; no records read from it"]
+    lines = list(csv.reader(io.StringIO(text)))
+    cut = not text.endswith("\n")  # the last line lost its end: cut mid-line
+    header = lines[0]
+    unknown = [c for c in header if c not in columns]
+    missing = [c for c in REQUIRED if c not in header]
+    if unknown or missing or (cut and len(lines) == 1):
+        return [], [f"{path}: line 1: not a record header (expected {','.join(columns)}; the file is cut short "
+                    "or not a record file); no records read from it"]
+    rows, warnings = [], []
+    for number, cells in enumerate(lines[1:], 2):
+        problem = None
+        if number == len(lines) and cut:
+            problem = "cut short (the line has no end)"
+        elif len(cells) != len(header):
+            problem = f"{len(cells)} fields for {len(header)} columns"
+        else:
+            bad = [c for c, v in zip(header, cells) if not _is_number(v)]
+            if bad:
+                problem = f"not a number in {', '.join(bad)}"
+        if problem:
+            warnings.append(f"{path}: line {number}: {problem}; row left out")
+        else:
+            rows.append(dict(zip(header, cells)))
+    return rows, warnings
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 # ---------------------------------------------------------------- reading a run
 @dataclass
 class RunRecords:
@@ -67,6 +125,7 @@ class RunRecords:
     train: list   # rows: {column: str}, verbatim from the CSV
     val: list
     test: list
+    warnings: list = field(default_factory=list)  # malformed lines left out, one line each
 
     def _get(self, key, default="?"):
         value = self.args.get(key, self.meta.get(key))
@@ -139,16 +198,18 @@ def load_run(run_dir):
     if missing:
         raise RecordError(f"{run_dir}: no training records here ({' and '.join(missing)} missing); "
                           "pass the --out folder of a spatial_cnn.py / motion_cnn.py run")
-    rows = {}
-    for name in ("train", "val", "test"):
+    rows, warnings = {}, []
+    for name, columns in (("train", TRAIN_COLUMNS), ("val", EVAL_COLUMNS), ("test", EVAL_COLUMNS)):
         path = os.path.join(run_dir, f"{name}.csv")
-        rows[name] = utils.read_csv(path) if os.path.isfile(path) else []
+        rows[name], problems = read_records(path, columns) if os.path.isfile(path) else ([], [])
+        warnings += problems
     if not rows["test"]:
-        raise RecordError(f"{run_dir}: test.csv holds no epoch yet")
+        raise RecordError(f"{run_dir}: test.csv holds no readable epoch"
+                          + (f" ({warnings[-1]})" if warnings else " yet"))
     args = _read_json(os.path.join(run_dir, "args.json"))
     # The score file's meta only stands in for a missing args.json (reading it costs time).
     meta = {} if "stream" in args else _read_meta(run_dir)
-    return RunRecords(run_dir, args, meta, **rows)
+    return RunRecords(run_dir, args, meta, **rows, warnings=warnings)
 
 
 # ---------------------------------------------------------------- model selection

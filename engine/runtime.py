@@ -128,8 +128,10 @@ class SignalFlag:
     def __init__(self):
         self.signum = None
         self.previous = {}
+        self.pid = None
 
     def install(self):
+        self.pid = os.getpid()
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.previous[sig] = signal.signal(sig, self._handle)
 
@@ -138,6 +140,10 @@ class SignalFlag:
             signal.signal(sig, handler)
 
     def _handle(self, signum, frame):
+        # Forked DataLoader workers inherit this handler, and Ctrl-C (SIGINT to the process
+        # group) reaches them too: only the process that installed it reacts and speaks.
+        if os.getpid() != self.pid:
+            return
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum

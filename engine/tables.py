@@ -5,6 +5,8 @@ from utils import markdown_table
 
 
 def _records_table(rows, columns):
+    if not rows:
+        return "(no readable rows)"
     present = [c for c in columns if rows and c in rows[0]]
     return markdown_table(present, [[r.get(c, "") for c in present] for r in rows])
 

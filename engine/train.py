@@ -18,8 +18,8 @@ from engine.checkpoint import (CheckpointError, build_model, build_optimizer, ch
                                restore, resume_hint)
 from engine.data import StreamData, build_data, make_loader
 from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
-from engine.options import build_parser, check_args, selection_protocol
-from engine.records import VAL_SCORES, score_file, update_best, write_records
+from engine.options import build_parser, check_args, check_evaluate_out, check_paths, selection_protocol
+from engine.records import BEST_SCORES, LAST_SCORES, VAL_SCORES, finished_files, score_file, update_best, write_records
 from engine.runtime import (DistInfo, SignalFlag, StopRequested, default_amp, enable_huge_pages, init_distributed,
                             lost_peer, lost_peer_message,
                             pick_device, set_cpu_threads, sync_buffers)
@@ -43,21 +43,25 @@ class TrainingRun:
     history: dict = field(default_factory=lambda: {"train": [], "val": [], "test": []})
     best: dict | None = None
     start_epoch: int = 0
+    replaces: list = field(default_factory=list)  # --overwrite: the old run's files, removed at the first save
 
 
 def main(spec, argv=None):
     enable_huge_pages()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(spec).parse_args(argv)
+    try:
+        args = build_parser(spec).parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2), already printed on one line
+        return e.code if isinstance(e.code, int) else 2
     stop = SignalFlag()
     stop.install()
     try:
         return run(spec, args, stop)
     except (DataError, SplitError, PretrainedWeightsError, CheckpointError, TrainingDiverged, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # a missing path, or a full disk while writing (the previous file is kept)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except (StopRequested, KeyboardInterrupt) as e:
         print(resume_hint(spec, args, argv), file=sys.stderr)
@@ -75,8 +79,20 @@ def main(spec, argv=None):
             dist.destroy_process_group()
 
 
+def one_line(e):
+    """The message of an error; for one a DataLoader worker raised, the worker's own message
+    (the last line of the worker traceback torch puts into the re-raised error)."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        kind, sep, message = last.partition(": ")
+        text = message if sep and kind.rsplit(".", 1)[-1] == type(e).__name__ else last
+    return text
+
+
 def run(spec, args, stop=None):
     check_args(args)
+    check_paths(args)
     info = init_distributed(args.device, args.dist_timeout)
     device = pick_device(args.device, info)
     if args.amp is None:
@@ -98,12 +114,6 @@ def run(spec, args, stop=None):
     optimizer = build_optimizer(model, args.lr, args.momentum, args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", patience=args.lr_patience,
                                                            factor=args.lr_factor)
-    if info.is_main:
-        print(f"==> {spec.name} stream: {len(data.train)} train / {len(data.val) if data.val else 0} val / "
-              f"{len(data.test)} test videos, {len(data.classes)} classes, device {device}"
-              + (f" x {info.world_size} processes" if info.enabled else ""))
-        print(f"==> model selection: {selection_protocol(args, data.validation)}", flush=True)
-
     loop = LoopConfig(spec.modality, args.amp, args.workers, args.test_batch_size, args.seed)
     run = TrainingRun(args, spec, info, device, data, model, optimizer, scheduler,
                       model_identity(args, spec, len(data.classes)), loop)
@@ -112,6 +122,17 @@ def run(spec, args, stop=None):
         run.history, run.best, run.start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
     if args.start_epoch is not None:
         run.start_epoch = args.start_epoch
+    if not args.evaluate and (done := already_complete(run)):
+        if info.is_main:
+            print(done, flush=True)
+        return 0
+    if args.overwrite and not args.resume:
+        run.replaces = finished_files(args.out)
+    if info.is_main:
+        print(f"==> {spec.name} stream: {len(data.train)} train / {len(data.val) if data.val else 0} val / "
+              f"{len(data.test)} test videos, {len(data.classes)} classes, device {device}"
+              + (f" x {info.world_size} processes" if info.enabled else ""))
+        print(f"==> model selection: {selection_protocol(args, data.validation)}", flush=True)
     if args.evaluate:
         return evaluate_only(run, run.start_epoch - 1)
 
@@ -123,10 +144,6 @@ def run(spec, args, stop=None):
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
     train_loader = make_loader(data.train, args.batch_size, device, args.workers, args.seed,
                                sampler=data.train_sampler, persistent=True)
-    if info.is_main:
-        os.makedirs(args.out, exist_ok=True)
-        utils.save_json(vars(args) | {"stream": spec.name, "selection": selection_protocol(args, data.validation)},
-                        os.path.join(args.out, "args.json"))
     tb = plots.tensorboard_writer(args.out) if args.tensorboard and info.is_main else None
     try:
         train_epochs(run, train_model, train_loader, stop, tb)
@@ -136,6 +153,19 @@ def run(spec, args, stop=None):
         if tb is not None:
             tb.close()
     return 0
+
+
+def already_complete(run):
+    """A one-line note if a resumed run has nothing left to train, else None."""
+    args = run.args
+    if run.start_epoch >= args.epochs:
+        return (f"==> {args.resume}: the run is complete at epoch {run.start_epoch - 1} (--epochs {args.epochs}); "
+                f"nothing to train. To train further, resume with a larger --epochs")
+    lr = run.optimizer.param_groups[0]["lr"]
+    if args.resume and lr < args.min_lr:
+        return (f"==> {args.resume}: the run is complete at epoch {run.start_epoch - 1}: its learning rate {lr:g} "
+                f"is below --min-lr {args.min_lr:g}; nothing to train. To train further, lower --min-lr")
+    return None
 
 
 def train_epochs(run, train_model, train_loader, stop, tb):
@@ -215,15 +245,28 @@ def save_epoch(run, epoch, improved, evals):
     write_records(out, run.history)
     test_row, test_scores = evals["test"]
     meta = score_meta(run.args, run.spec, epoch, test_row, data.validation)
-    utils.save_pickle(score_file(data.test, test_scores, data.classes, meta), os.path.join(out, "video_scores.pkl"))
+    utils.save_pickle(score_file(data.test, test_scores, data.classes, meta), os.path.join(out, LAST_SCORES))
     if improved:
         utils.save_torch(payload, os.path.join(out, "model_best.pth"))
         utils.save_pickle(score_file(data.test, test_scores, data.classes, meta | {"best": run.best}),
-                          os.path.join(out, "video_scores_best.pkl"))
+                          os.path.join(out, BEST_SCORES))
         if "val" in evals:  # the same model's validation scores: fusion.py fits its weights on them
             val_row, val_scores = evals["val"]
             val_meta = score_meta(run.args, run.spec, epoch, val_row, data.validation, "val") | {"best": run.best}
             utils.save_pickle(score_file(data.val, val_scores, data.classes, val_meta), os.path.join(out, VAL_SCORES))
+    if epoch == run.start_epoch:
+        # args.json goes with the first saved epoch: a run that fails earlier leaves no folder behind.
+        selection = selection_protocol(run.args, data.validation)
+        utils.save_json(vars(run.args) | {"stream": run.spec.name, "selection": selection},
+                        os.path.join(out, "args.json"))
+        # --overwrite: what the replaced run wrote and this one did not (val.csv, model_best...) goes now.
+        written = {"checkpoint.pth", "train.csv", "test.csv", LAST_SCORES}
+        written |= {"val.csv"} if run.history["val"] else set()
+        written |= {"model_best.pth", BEST_SCORES} if improved else set()
+        written |= {VAL_SCORES} if improved and "val" in evals else set()
+        for name in set(run.replaces) - written:
+            os.unlink(os.path.join(out, name))
+        run.replaces = []
 
 
 def score_meta(args, spec, epoch, row, validation=None, subset="test"):
@@ -238,6 +281,9 @@ def evaluate_only(run, epoch):
     """--evaluate: score the test split with the checkpoint's model; train nothing, touch no
     checkpoint or record, write video_scores.pkl for this protocol."""
     args, data = run.args, run.data
+    if run.info.is_main:
+        unscored = dict.fromkeys(("Prec@1", "Prec@5", "Mean Class Acc"))
+        check_evaluate_out(args, score_meta(args, run.spec, epoch, unscored))
     row, scores, _, _ = evaluate(run.model, data.test, run.device, run.loop, run.info, "test")
     if run.info.is_main:
         print_row("test", epoch, args.epochs, row)

@@ -225,7 +225,7 @@ def test_a_rank_that_stops_responding_fails_the_job_after_dist_timeout(tmp_path,
                                        "--min-lr", "0", "--epochs", "50", "--dist-timeout", str(timeout_s / 60)])
     try:
         deadline = time.monotonic() + 300
-        while not (out / "args.json").exists():  # rank 0 writes it once both ranks built DDP
+        while not (out / "args.json").exists():  # rank 0 writes it with the first epoch: both ranks train
             assert all(p.poll() is None for p in procs), [logs_of(tmp_path, n) for n in range(2)]
             assert time.monotonic() < deadline, "training did not start within 300 s"
             time.sleep(0.1)

@@ -43,9 +43,10 @@ def test_evaluate_writes_scores_and_touches_nothing_else(data_root, tmp_path):
         np.testing.assert_allclose(evaluated["scores"][v], trained["scores"][v], rtol=1e-5, atol=1e-5)
     assert evaluated["meta"]["evaluated_from"] == str(out / "checkpoint.pth")
 
-    # Another protocol through --evaluate: recorded in the file's meta.
+    # Another protocol through --evaluate: recorded in the file's meta; replacing the run's
+    # video_scores.pkl with other numbers takes --overwrite.
     assert run(SPATIAL, data_root, out, "--evaluate", "--resume", str(out / "checkpoint.pth"),
-               "--test-frames", "5", "--test-crops", "3") == 0
+               "--test-frames", "5", "--test-crops", "3", "--overwrite") == 0
     meta = utils.load_pickle_safe(out / "video_scores.pkl")["meta"]
     assert (meta["test_frames"], meta["test_crops"]) == (5, 3)
 

@@ -100,8 +100,9 @@ def main(argv=None):
         make_data(py, data, args.seed)
         run = ["--data-root", data, "--epochs", str(args.epochs), "--workers", str(args.workers),
                "--seed", str(args.seed), *COMMON]
-        sh([py, "spatial_cnn.py", *run, "--out", os.path.join(out, "spatial")])
-        sh([py, "motion_cnn.py", *run, "--stack", "5", "--out", os.path.join(out, "motion")])
+        # --overwrite: a second demo replaces the first one's runs (the demo's own folders).
+        sh([py, "spatial_cnn.py", *run, "--overwrite", "--out", os.path.join(out, "spatial")])
+        sh([py, "motion_cnn.py", *run, "--stack", "5", "--overwrite", "--out", os.path.join(out, "motion")])
         # The scores of each stream's model chosen on the validation groups, not on test.
         sh([py, "fusion.py", "--spatial", os.path.join(out, "spatial", "video_scores_best.pkl"),
             "--motion", os.path.join(out, "motion", "video_scores_best.pkl"), "--normalize", "both"])

@@ -26,6 +26,10 @@ from dataloader.layout import PACKED_DIR, open_layout
 from dataloader.packed import SOURCES, SUFFIX, PackError, PackFile, write_pack
 
 
+class EmptyVideo(ValueError):
+    """A video folder without a single frame: nothing to pack, which is not success."""
+
+
 def is_packed(path, n):
     """Whether `path` is a complete pack of n frames."""
     try:
@@ -41,6 +45,8 @@ def is_packed(path, n):
 def pack_video(layout, video, modality, out):
     """Write the packs of one video and modality. Returns (packs written, packs up to date)."""
     n = layout.num_frames(video, modality)  # flow: u and v packs both hold min(u, v) frames
+    if n == 0:
+        raise EmptyVideo(f"no {modality} frames in its folder")
     paths_of = layout.frame_paths(video, modality)
     written = fresh = 0
     for k, source in enumerate(SOURCES[modality]):
@@ -80,16 +86,19 @@ def main(argv=None):
         return 2
     out = args.out or os.path.join(args.data_root, PACKED_DIR)
     try:
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"--out {out}: is a file; expected a folder for the packs")
         layout = open_layout(args.layout, args.data_root, args.rgb_dir, args.flow_dir, args.frames_dir,
                              allow_packed=False)
         jobs = [(v, m) for m in args.modality for v in layout.videos(m)]
+        if not jobs:
+            raise ValueError(f"no video folders to pack under --data-root {args.data_root} "
+                             f"({' and '.join(layout.describe(m) for m in args.modality)})")
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for m in args.modality:
-        for source in SOURCES[m]:
-            os.makedirs(os.path.join(out, source), exist_ok=True)
-
+    # The folders appear with their first pack (utils.atomic_write): a run that packs nothing
+    # leaves no empty packed/ behind, which --layout auto would otherwise prefer to the frames.
     written = fresh = 0
     failed = []
     with ThreadPoolExecutor(args.workers) as pool, tqdm(total=len(jobs), unit="video", dynamic_ncols=True) as bar:
@@ -98,12 +107,16 @@ def main(argv=None):
             try:
                 w, f = future.result()
                 written, fresh = written + w, fresh + f
-            except OSError as e:
+            except (OSError, EmptyVideo) as e:
                 failed.append(f"{futures[future][0]} ({futures[future][1]}): {e}")
             bar.update()
     print(f"{out}: {written} packs written, {fresh} already complete, {len(failed)} videos failed", file=sys.stderr)
     for line in failed:
         print(f"  not packed: {line}", file=sys.stderr)
+    if not written and not fresh:
+        print(f"error: nothing packed: none of the {len(jobs)} video folders under --data-root {args.data_root} "
+              "holds a readable frame", file=sys.stderr)
+        return 2
     return 1 if failed else 0
 
 

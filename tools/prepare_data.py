@@ -50,8 +50,8 @@ from tqdm import tqdm
 import utils
 from dataloader import folders
 from dataloader.flow import BOUND, FLOW_METHODS, compute_flow, quantize_flow, tvl1
-from dataloader.layout import (FLOW_DIR, PREPARE_INFO, RGB_DIR, UCF101_FOLDER_PREFIX, folder_for_video, twostream_frame_name,
-                               twostream_video_dirs)
+from dataloader.layout import (FLOW_COMPONENTS, FLOW_DIR, PREPARE_INFO, RGB_DIR, UCF101_FOLDER_PREFIX,
+                               folder_for_video, twostream_frame_name, twostream_video_dirs)
 from dataloader.splits import DEFAULT_SPLITS_SUBDIR, video_name
 from dataloader.video import DEFAULT_SIZE, resize_frame
 
@@ -214,8 +214,8 @@ def prepare_video(job):
 # ---------------------------------------------------------------- the run
 
 def check_info(out, info):
-    """Write prepare_info.json; refuse to resume into an --out made with other settings
-    (a mix of flow methods or frame sizes in one folder would go unnoticed by readers)."""
+    """Refuse to resume into an --out made with other settings (a mix of flow methods or
+    frame sizes in one folder would go unnoticed by readers)."""
     path = os.path.join(out, INFO_FILE)
     if os.path.isfile(path):
         with open(path) as f:
@@ -225,7 +225,21 @@ def check_info(out, info):
         if diff:
             raise ValueError(f"{path} was made with " + ", ".join(f"{k}={old.get(k)}" for k in diff)
                              + "; use the same settings or another --out")
-    utils.save_json(info, path)
+
+
+def output_dirs(out):
+    """The folders a run creates under --out, parents first."""
+    return [out, os.path.join(out, RGB_DIR), os.path.join(out, FLOW_DIR)] + \
+        [os.path.join(out, FLOW_DIR, c) for c in FLOW_COMPONENTS]
+
+
+def remove_empty(dirs):
+    """Remove those of `dirs` that are empty, children first (a run with nothing to show)."""
+    for d in reversed(dirs):
+        try:
+            os.rmdir(d)
+        except OSError:  # not empty, or not there
+            pass
 
 
 def run_jobs(jobs, workers, flow):
@@ -308,6 +322,8 @@ def main(argv=None):
             paths = select_videos(list_videos(args.videos_dir, args.dataset), args.videos, args.limit)
             names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
         check_info(args.out, info)
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out}: is a file; expected a folder for the frames")
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -321,6 +337,7 @@ def main(argv=None):
           file=sys.stderr)
 
     done, failed = [], []
+    new_dirs = [d for d in output_dirs(args.out) if not os.path.exists(d)]
     try:
         with tqdm(total=len(jobs), unit="video", dynamic_ncols=True) as bar:
             for r in run_jobs(jobs, min(args.workers, len(jobs)), args.flow):
@@ -331,7 +348,18 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        # prepare_info.json describes frames on disk: written once there are some; a run
+        # whose every video failed leaves nothing behind.
+        if done or skipped:
+            utils.save_json(info, os.path.join(args.out, INFO_FILE))
+        else:
+            remove_empty(new_dirs)
     print(summarize(done, skipped, failed))
+    if failed and not (done or skipped):
+        print(f"error: none of the {len(failed)} videos could be prepared; nothing was written to {args.out}",
+              file=sys.stderr)
+        return 1
     if args.dataset == "folders":
         ready = [by_path[p] for p, n in zip(paths, names) if is_finished(args.out, n)]
         try:

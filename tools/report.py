@@ -44,7 +44,11 @@ def main(argv=None):
     except SystemExit as e:  # --help (0) or a usage error (2), already printed by argparse
         return e.code if isinstance(e.code, int) else 2
     try:
-        runs = [load_run(d) for d in args.runs]
+        runs = []
+        for d in args.runs:
+            runs.append(load_run(d))
+            for warning in runs[-1].warnings:  # malformed lines: left out of the tables
+                print(f"{PROG}: warning: {warning}", file=sys.stderr)
         text = build_report(runs, epochs=not args.summary_only)
     except (RecordError, ValueError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
