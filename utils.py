@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 
 import numpy as np
 import torch
@@ -187,7 +188,11 @@ def load_checkpoint(path, map_location="cpu"):
     if os.path.getsize(path) == 0:
         raise ValueError(f"{path}: the file is empty (0 bytes); {expected}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # A score pickle passed by mistake first draws torch's protocol warning; the
+            # error below says what the file is.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         detail = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:100]
         raise ValueError(f"{path}: not a PyTorch checkpoint ({type(e).__name__}: {detail}); {expected}") from None

@@ -9,6 +9,8 @@ another order for another batch size. Scores are O(1) logits averaged over posit
 rounding in a ResNet18 forward is ~1e-6 relative, so 1e-4 absolute is a wide margin that a
 single flipped JPEG byte (shifting a logit by ~1e-3 or more) would still break.
 """
+import contextlib
+import io
 import json
 import os
 import re
@@ -80,18 +82,22 @@ def own(tmp_path_factory):
     write_video(str(root / "new_video.mp4"), render("Blue", "Up", 99, frames=11))
     cwd, outputs = os.getcwd(), {}
     os.chdir(root)
+    printed = io.StringIO()
     try:
-        for argv in readme_commands():
-            outputs[argv[1] if argv[1] != "-m" else argv[2]] = run_command(argv)
+        with contextlib.redirect_stdout(printed):
+            for argv in readme_commands():
+                outputs[argv[1] if argv[1] != "-m" else argv[2]] = run_command(argv)
     finally:
         os.chdir(cwd)
-    return root, outputs, sources
+    return root, outputs, sources, printed.getvalue()
 
 
 def test_readme_commands_run(own, capsys):
-    root, outputs, _ = own
+    root, outputs, _, printed = own
     assert outputs == {"tools.prepare_data": 0, "spatial_cnn.py": 0, "motion_cnn.py": 0, "fusion.py": 0,
                        "tools.predict": 0}
+    # The fusion table has the row whose weight was fitted on the validation scores.
+    assert re.search(r"^\| weighted \(val\) [0-9.]+:[0-9.]+ \|", printed, re.M), printed[-2000:]
     rec = json.loads((root / "prediction.json").read_text())
     assert rec["streams"]["motion"]["flow"] == "farneback"  # from prepare_info.json, via the checkpoint
     top = rec["videos"][0]["top"]
@@ -106,7 +112,7 @@ def source_of(video, root):
 
 
 def test_predict_equals_training_evaluation(own, tmp_path):
-    root, _, sources = own
+    root, _, sources, _ = own
     split = load_ucf101_split(str(root / "data/mine/ucfTrainTestlist"), 1)
     spatial = utils.load_pickle_safe(str(root / "record/mine_spatial/video_scores_best.pkl"))
     motion = utils.load_pickle_safe(str(root / "record/mine_motion/video_scores_best.pkl"))
@@ -128,7 +134,7 @@ def test_predict_equals_training_evaluation(own, tmp_path):
 
 def test_predict_input_is_byte_identical(own):
     """The clips predict builds in memory equal the clips evaluation reads from disk."""
-    root, _, sources = own
+    root, _, sources, _ = own
     split = load_ucf101_split(str(root / "data/mine/ucfTrainTestlist"), 1)
     layout = open_layout("auto", str(root / "data/mine"))
     video = split.test[0][0]
@@ -150,7 +156,7 @@ def test_predict_input_is_byte_identical(own):
 
 
 def test_bad_inputs_one_line_each_and_the_others_predicted(own, tmp_path, capsys):
-    root, _, _ = own
+    root, _, _, _ = own
     ckpts = ["--spatial", str(root / "record/mine_spatial/model_best.pth"),
              "--motion", str(root / "record/mine_motion/model_best.pth")]
     (tmp_path / "notes.avi").write_text("not a video")
@@ -178,7 +184,7 @@ def test_bad_inputs_one_line_each_and_the_others_predicted(own, tmp_path, capsys
 
 
 def test_bad_checkpoints_are_refused(own, tmp_path, capsys):
-    root, _, _ = own
+    root, _, _, _ = own
     spatial, motion = (str(root / f"record/mine_{s}/model_best.pth") for s in ("spatial", "motion"))
     video = str(root / "new_video.mp4")
     other = torch.load(spatial, weights_only=True)
@@ -188,7 +194,7 @@ def test_bad_checkpoints_are_refused(own, tmp_path, capsys):
     cases = [
         (["--spatial", motion], "a motion stream checkpoint, given as --spatial"),
         (["--spatial", str(tmp_path / "foreign.pth")], "not a stream checkpoint"),
-        (["--motion", str(root / "record/mine_motion/video_scores.pkl")], "cannot load as a checkpoint"),
+        (["--motion", str(root / "record/mine_motion/video_scores.pkl")], "not a PyTorch checkpoint"),
         (["--spatial", str(tmp_path / "other.pth"), "--motion", motion], "different class lists"),
     ]
     for extra, message in cases:
