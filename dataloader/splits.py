@@ -34,10 +34,18 @@ def video_name(path):
     return name[2:] if name.startswith("v_") else name
 
 
+ACTOR_GROUP = re.compile(r"_(g\d+)_c\d+$")  # UCF101: v_ApplyEyeMakeup_g08_c01
+
+
+def has_actor_groups(entries):
+    """Whether every video is named like UCF101's `..._g08_c01` (actor group, clip)."""
+    return all(ACTOR_GROUP.search(v) for v, _ in entries)
+
+
 def video_group(video, class_name=None):
     """Actor group of a video: 'g08' for UCF101 names; for HMDB51 the source film
     (the part of the name before the class), so clips of one film stay together."""
-    m = re.search(r"_(g\d+)_c\d+$", video)
+    m = ACTOR_GROUP.search(video)
     if m:
         return m.group(1)
     if class_name and f"_{class_name}_" in video:
@@ -206,17 +214,19 @@ class HoldOut:
 
 
 def hold_out_validation(dataset, entries, classes, val_groups="auto"):
-    """The validation set of a run (--val-groups): UCF101 (and any list named by actor
-    groups) holds out the groups that sort last, HMDB51 whole source films of every class.
-    'auto': about VAL_FRACTION of the training list; a number: that many groups (HMDB51:
-    films per class); 0: none."""
+    """The validation set of a run (--val-groups): a list named by actor groups (UCF101)
+    holds out the groups that sort last; HMDB51 whole source films of every class; any
+    other list (your own videos, named without `_gNN_cNN`) videos of every class, so that
+    every class is validated. 'auto': about VAL_FRACTION of the training list; a number:
+    that many groups (films, videos per class); 0: none."""
     auto = val_groups == "auto"
-    if dataset == "hmdb51":
+    if dataset == "hmdb51" or not has_actor_groups(entries):
         train, val = hold_out_films_per_class(entries, classes, val_groups)
         if not val:
             return HoldOut(train, val, "")
         covered = len({y for _, y in val})
-        films = "source films" if auto else f"{val_groups} source film{'s' if val_groups != 1 else ''}"
+        unit = "source film" if dataset == "hmdb51" else "video"
+        films = f"{unit}s" if auto else f"{val_groups} {unit}{'s' if val_groups != 1 else ''}"
         return HoldOut(train, val, f"{films} of each class held out: {len(val)} of {len(entries)} training clips, "
                                    f"{covered} of {len({y for _, y in entries})} classes"
                                    + (f"; auto: about {VAL_FRACTION:.0%} of each class" if auto else ""))

@@ -128,9 +128,10 @@ def build_parser(spec):
                    help=f"validation set held out of the training list; the LR schedule and model_best follow it. "
                         f"auto: about {pct} of it: UCF101 the last round({VAL_FRACTION:g} x groups) actor groups "
                         f"(halves up, at least 1; g23-g25 in split 1), HMDB51 whole source films of every class, "
-                        f"the last ones until {pct} of its clips. N: the last N actor groups (HMDB51: the last N "
-                        "films of each class). 0: no validation set (the schedule follows the training loss, no "
-                        "model_best)")
+                        f"the last ones until {pct} of its clips; lists without actor groups (your own videos) the same "
+                        "with single videos. N: the last N actor groups (HMDB51: the last N films of each class; "
+                        "your own videos: N videos of each class). 0: no validation set (the schedule follows the "
+                        "training loss, no model_best)")
     d.add_argument("--select-on-test", action="store_true",
                    help="the seed's protocol: schedule and pick model_best on the TEST split. Optimistic; the "
                         "records say so")

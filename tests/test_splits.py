@@ -279,6 +279,24 @@ def test_auto_hold_out_small_data_set_keeps_most_groups_to_train_on():
     assert one.val == [] and one.description == ""
 
 
+def test_own_videos_without_actor_groups_validate_every_class():
+    # Names from prepare_data --dataset folders: no _gNN_cNN, so no actor groups. Holding out
+    # the names that sort last would validate on one class (Walk) only.
+    classes = ["Jump", "Run", "Walk"]
+    entries = [(f"{c}_clip_{i}", y) for y, c in enumerate(classes) for i in range(1, 8)]  # 7 a class
+    h = hold_out_validation("ucf101", entries, classes)
+    # auto, per class: videos from the last (by name) until 15% of 7 = 1.05 -> 2 videos each
+    assert sorted(v for v, _ in h.val) == sorted(f"{c}_clip_{i}" for c in classes for i in (6, 7))
+    assert sorted(h.train + h.val) == sorted(entries)
+    assert "videos of each class held out: 6 of 21 training clips, 3 of 3 classes" in h.description
+    one = hold_out_validation("ucf101", entries, classes, 1)
+    assert sorted(v for v, _ in one.val) == ["Jump_clip_7", "Run_clip_7", "Walk_clip_7"]
+    assert one.description.startswith("1 video of each class held out")
+    # UCF101 names keep the actor-group rule.
+    ucf = [(f"A_g{g:02d}_c01", 0) for g in range(8, 13)]
+    assert "actor group" in hold_out_validation("ucf101", ucf, ["A"]).description
+
+
 # HMDB51 lists in the real naming (<source film>_<class>_<tags>_<n>.avi), written by hand.
 # brush_hair trains on 9 clips of 5 films, climb on 12 of 6, climb_stairs on 5 of 4, pour on 2
 # of 1; Fellowship_5 gives clips to climb and climb_stairs.
