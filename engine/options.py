@@ -28,48 +28,22 @@ def _number(kind, text):
     return value
 
 
-def positive_int(text):
-    value = _number(int, text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _in_range(kind, ok, rule):
+    """An argparse type: a number of `kind` for which ok(value) holds, else '<rule>'."""
+    def parse(text):
+        value = _number(kind, text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+    return parse
 
 
-def non_negative_int(text):
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def positive_float(text):
-    value = _number(float, text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
-
-
-def non_negative_float(text):
-    value = _number(float, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def probability(text):
-    """A fraction in [0, 1): dropout (1 would drop everything)."""
-    value = _number(float, text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def shrink_factor(text):
-    """A factor in (0, 1): what ReduceLROnPlateau multiplies the LR by."""
-    value = _number(float, text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
-    return value
+positive_int = _in_range(int, lambda v: v >= 1, "at least 1")
+non_negative_int = _in_range(int, lambda v: v >= 0, "0 or more")
+positive_float = _in_range(float, lambda v: v > 0, "greater than 0")
+non_negative_float = _in_range(float, lambda v: v >= 0, "0 or more")
+probability = _in_range(float, lambda v: 0 <= v < 1, "in [0, 1)")       # dropout: 1 would drop everything
+shrink_factor = _in_range(float, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")  # ReduceLROnPlateau
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -148,6 +148,22 @@ def wait_all(procs, timeout):
         p.wait(timeout=max(0.1, deadline - time.monotonic()))
 
 
+def wait_for(path, procs, tmp_path, timeout=300):
+    """Until `path` exists, while every launcher still runs."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert all(p.poll() is None for p in procs), [logs_of(tmp_path, n) for n in range(2)]
+        assert time.monotonic() < deadline, f"no {path.name} after {timeout} s"
+        time.sleep(0.1)
+
+
+def worker_of_rank_1(procs):
+    """(node, pid) of the worker process that holds rank 1."""
+    workers = {rank_of(kid): (node, kid) for node, p in enumerate(procs) for kid in children(p.pid)}
+    assert sorted(workers) == [0, 1]
+    return workers[1]
+
+
 @pytest.mark.slow
 def test_two_nodes_on_one_machine_train_evaluate_and_write_once(tmp_path, odd_data):
     # --out is relative: a rank that wrote anything would leave it in its own launcher's folder.
@@ -180,14 +196,8 @@ def test_a_killed_rank_ends_the_two_node_job_and_the_checkpoint_resumes(tmp_path
     train = ["--data-root", str(odd_data), "--out", str(out), *FAST, "--workers", "0", "--min-lr", "0"]
     procs = start_two_nodes(tmp_path, [*train, "--epochs", "50", "--dist-timeout", str(DIST_TIMEOUT_MIN)])
     try:
-        deadline = time.monotonic() + 300
-        while not (out / "checkpoint.pth").exists():  # written atomically: complete once it exists
-            assert all(p.poll() is None for p in procs), [logs_of(tmp_path, n) for n in range(2)]
-            assert time.monotonic() < deadline, "no checkpoint after 300 s"
-            time.sleep(0.1)
-        workers = {rank_of(kid): (node, kid) for node, p in enumerate(procs) for kid in children(p.pid)}
-        assert sorted(workers) == [0, 1]
-        victim_node, victim_pid = workers[1]
+        wait_for(out / "checkpoint.pth", procs, tmp_path)  # written atomically: complete once it exists
+        victim_node, victim_pid = worker_of_rank_1(procs)
         os.kill(victim_pid, signal.SIGKILL)
         killed = time.monotonic()
         wait_all(procs, timeout=120)  # generous, so that a slow end is measured, not killed
@@ -224,14 +234,8 @@ def test_a_rank_that_stops_responding_fails_the_job_after_dist_timeout(tmp_path,
     procs = start_two_nodes(tmp_path, ["--data-root", str(odd_data), "--out", str(out), *FAST, "--workers", "0",
                                        "--min-lr", "0", "--epochs", "50", "--dist-timeout", str(timeout_s / 60)])
     try:
-        deadline = time.monotonic() + 300
-        while not (out / "args.json").exists():  # rank 0 writes it with the first epoch: both ranks train
-            assert all(p.poll() is None for p in procs), [logs_of(tmp_path, n) for n in range(2)]
-            assert time.monotonic() < deadline, "training did not start within 300 s"
-            time.sleep(0.1)
-        workers = {rank_of(kid): (node, kid) for node, p in enumerate(procs) for kid in children(p.pid)}
-        assert sorted(workers) == [0, 1]
-        victim_node, victim_pid = workers[1]
+        wait_for(out / "args.json", procs, tmp_path)  # rank 0 writes it with the first epoch: both ranks train
+        victim_node, victim_pid = worker_of_rank_1(procs)
         os.kill(victim_pid, signal.SIGSTOP)
         stopped = time.monotonic()
         survivor = procs[1 - victim_node]
