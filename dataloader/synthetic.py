@@ -19,7 +19,16 @@ be a learnable class under that augmentation.
 
 Flow is written directly from the known motion (no optical-flow estimation), quantised as
 TV-L1 dumps are (dataloader/flow.py): q = round(255 * (clip(f, -20, 20) + 20) / 40),
-grayscale JPEG.
+grayscale JPEG. `flow_texture` chooses what surrounds the motion:
+- "plain" (the default, what the learning tests and the README demo use): the velocity inside
+  the object, 0 outside, plus +-2 quantisation steps of white noise;
+- "realistic" (for benchmarks): what TV-L1 output of real video looks like to a JPEG decoder:
+  a smooth camera-like motion field that drifts over the video, the object's velocity with
+  soft edges and a smooth internal variation, blob-like correlated noise (TV-L1's staircase
+  patches) and a little fine noise. At 340x256 its JPEGs are ~4.7 KB at quality 90 and
+  ~7.8 KB at 95, in the 4-8 KB of real UCF101 TV-L1 dumps (plain: ~6.6 / 12.9 KB of white
+  noise, which decodes faster per byte and packs differently). The object's velocity stays
+  the only class cue in the flow.
 
 Classes are listed alphabetically, so labels agree between the UCF101-style lists
 (classInd.txt) and the HMDB51 reader (which sorts the per-class files).
@@ -54,6 +63,10 @@ GROUPS_PER_SPLIT = 7       # split s tests groups 7(s-1)+1 .. 7s, as UCF101
 SPEED_RANGE = (4.0, 6.0)   # px/frame: quantised values 153..166 / 102..90, far from 128
 SIZE_RANGE = (0.38, 0.50)  # object side (or diameter) as a fraction of min(width, height)
 FLOW_NOISE = 2             # quantisation steps (+-0.3 px), uniform
+FLOW_TEXTURES = ("plain", "realistic")
+# "realistic" flow, px (standard deviations): per-video camera field, its per-frame drift,
+# blob noise, fine noise. Chosen so that 340x256 JPEGs land in the 4-8 KB of real TV-L1 dumps.
+REALISTIC_FLOW = dict(camera=0.8, drift=0.4, blobs=0.3, fine=0.06)
 COLOUR_JITTER = 15         # per-video jitter of the object colour, per channel
 # Everything this tool writes under OUT; --overwrite removes only these.
 MARKER = "synthetic.json"
@@ -129,7 +142,31 @@ def _object_masks(rng, n_frames, height, width, vx, vy):
     return (np.abs(dy) <= size / 2)[:, :, None] & (np.abs(dx) <= size / 2)[:, None, :]
 
 
-def render_video(rng, colour, motion, n_frames, width=160, height=120):
+def _smooth_noise(rng, n, height, width, cell):
+    """(n, H, W) float32 smooth noise of unit-ish amplitude: a random grid with one value
+    per `cell` pixels, cubic-interpolated (a margin of one cell hides the border effects)."""
+    grid = rng.standard_normal((n, height // cell + 3, width // cell + 3)).astype(np.float32)
+    size = (width + 2 * cell, height + 2 * cell)
+    return np.stack([cv2.resize(g, size, interpolation=cv2.INTER_CUBIC)[cell:cell + height, cell:cell + width]
+                     for g in grid])
+
+
+def _realistic_flow(rng, obj, vx, vy):
+    """(u, v) quantised flow of the "realistic" texture (module docstring) for the object
+    masks `obj` (N, H, W) moving at (vx, vy) px/frame."""
+    n, h, w = obj.shape
+    a = REALISTIC_FLOW
+    soft = np.stack([cv2.GaussianBlur(m.astype(np.float32), (0, 0), 3) for m in obj])
+    flows = []
+    for velocity in (vx, vy):
+        camera = _smooth_noise(rng, 1, h, w, 96)[0] * a["camera"] + _smooth_noise(rng, n, h, w, 96) * a["drift"]
+        inside = soft * velocity * (1 + 0.2 * _smooth_noise(rng, n, h, w, 24))
+        noise = _smooth_noise(rng, n, h, w, 8) * a["blobs"] + rng.standard_normal((n, h, w), np.float32) * a["fine"]
+        flows.append(quantize_flow(camera + inside + noise))
+    return flows
+
+
+def render_video(rng, colour, motion, n_frames, width=160, height=120, flow_texture="plain"):
     """Render one video in memory.
 
     Returns (rgb, u, v): rgb (N, H, W, 3) uint8 in RGB order, u and v (N-1, H, W) uint8
@@ -155,6 +192,10 @@ def render_video(rng, colour, motion, n_frames, width=160, height=120):
     planes -= np.uint8(4)
     rgb = np.moveaxis(planes, 0, -1)  # (N, H, W, 3) view
 
+    if flow_texture == "realistic":
+        return (rgb, *_realistic_flow(rng, masks[:-1], vx, vy))
+    if flow_texture != "plain":
+        raise ValueError(f"flow_texture must be one of {', '.join(FLOW_TEXTURES)}, not {flow_texture}")
     # Flow = velocity inside the object, 0 outside, plus noise. The noise is added in
     # quantisation steps (1 step = 40/255 px), which is the same as quantising a flow
     # whose noise falls on the quantisation grid, and avoids float images.
@@ -254,7 +295,7 @@ def _clear_previous(out, overwrite):
 
 
 def _check_options(appearances, motions, videos_per_class, width, height, min_frames, max_frames,
-                   layout, dataset, quality, seed=0):
+                   layout, dataset, quality, seed=0, flow_texture="plain"):
     if not 1 <= appearances <= len(COLOURS):
         raise ValueError(f"appearances must be 1..{len(COLOURS)}, not {appearances}")
     if not 1 <= motions <= len(MOTIONS):
@@ -272,15 +313,20 @@ def _check_options(appearances, motions, videos_per_class, width, height, min_fr
         raise ValueError(f"dataset must be ucf101 or hmdb51, not {dataset}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be 1..100, not {quality}")
+    if flow_texture not in FLOW_TEXTURES:
+        raise ValueError(f"flow_texture must be one of {', '.join(FLOW_TEXTURES)}, not {flow_texture}")
 
 
 def generate(out, appearances=3, motions=2, videos_per_class=10, width=160, height=120,
              min_frames=16, max_frames=32, seed=0, layout="twostream", dataset="ucf101",
-             quality=90, overwrite=False, verbose=True):
-    """Write the data set under `out`; returns the manifest (also saved as out/synthetic.json)."""
+             quality=90, overwrite=False, verbose=True, flow_texture="plain"):
+    """Write the data set under `out`; returns the manifest (also saved as out/synthetic.json).
+    flow_texture: "plain" or "realistic" (module docstring); the manifest names it unless plain."""
     options = dict(appearances=appearances, motions=motions, videos_per_class=videos_per_class,
                    width=width, height=height, min_frames=min_frames, max_frames=max_frames,
                    seed=seed, layout=layout, dataset=dataset, quality=quality)
+    if flow_texture != "plain":  # a default set's manifest stays as it was
+        options["flow_texture"] = flow_texture
     _check_options(**options)
     start = time.time()
     os.makedirs(out, exist_ok=True)
@@ -299,7 +345,7 @@ def generate(out, appearances=3, motions=2, videos_per_class=10, width=160, heig
             key = [seed, list(COLOURS).index(colour), MOTIONS.index(motion), index]
             rng = np.random.default_rng(key)
             n = int(rng.integers(min_frames, max_frames + 1))
-            rgb, u, v = render_video(rng, colour, motion, n, width, height)
+            rgb, u, v = render_video(rng, colour, motion, n, width, height, flow_texture)
             rgb_path, u_path, v_path = _frame_paths(out, layout, dataset, cls, video)
             jobs = [(rgb_path(i), cv2.cvtColor(rgb[i], cv2.COLOR_RGB2BGR)) for i in range(n)]  # cv2 wants BGR
             jobs += [(u_path(i), u[i]) for i in range(n - 1)] + [(v_path(i), v[i]) for i in range(n - 1)]

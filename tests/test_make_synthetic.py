@@ -252,3 +252,39 @@ def test_cue_accuracy_counts_each_cue_separately():
     assert cue_accuracy(f) == {"colour": 0.5, "motion": 0.5, "both": 0.25}
     f["scores"]["d"] = one_hot(0)  # RedDown -> BlueDown: motion right now
     assert cue_accuracy(f) == {"colour": 0.5, "motion": 0.75, "both": 0.25}
+
+
+def _jpeg_kb(frames, quality):
+    return np.mean([len(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, quality])[1]) for f in frames]) / 1000
+
+
+def test_realistic_flow_has_the_size_and_texture_of_tvl1_dumps():
+    """--flow-texture realistic (for benchmarks): same RGB as plain, the same motion cue, but
+    a smooth, varying field around it whose 340x256 JPEGs weigh what real TV-L1 dumps do
+    (4-8 KB), where plain flow is flat background with white noise."""
+    rgb_p, u_p, v_p = render_video(np.random.default_rng(3), "Red", "Side", 5, 340, 256)
+    rgb, u, v = render_video(np.random.default_rng(3), "Red", "Side", 5, 340, 256, flow_texture="realistic")
+    assert np.array_equal(rgb, rgb_p) and u.shape == u_p.shape and u.dtype == np.uint8
+    for q in (90, 95):
+        kb = _jpeg_kb(list(u) + list(v), q)
+        assert 4 <= kb <= 8, (q, kb)
+    # The motion cue survives: where plain flow marks the object, realistic u is off by the velocity.
+    moving = np.abs(u_p.astype(np.int16) - 128) > 12
+    assert abs(np.median(u[moving].astype(float)) - np.median(u_p[moving].astype(float))) <= 6
+    # Around the object: not flat, and smooth (neighbours correlate, unlike white noise).
+    still = u[:, 100:110, :].astype(float)[~moving[:, 100:110, :]]
+    assert still.std() > 1
+
+    def neighbour_corr(x):
+        x = x.astype(float) - x.mean()
+        return (x[:, :, 1:] * x[:, :, :-1]).mean() / (x * x).mean()
+    assert neighbour_corr(v) > 0.8 > 0.3 > neighbour_corr(v_p)
+
+
+def test_flow_texture_is_checked_and_recorded(tmp_path):
+    with pytest.raises(ValueError, match="flow_texture"):
+        generate(tmp_path / "bad", flow_texture="fancy", verbose=False)
+    plain = generate(tmp_path / "p", videos_per_class=1, min_frames=2, max_frames=2, verbose=False)
+    real = generate(tmp_path / "r", videos_per_class=1, min_frames=2, max_frames=2, verbose=False,
+                    flow_texture="realistic")
+    assert "flow_texture" not in plain and real["flow_texture"] == "realistic"

@@ -225,6 +225,9 @@ def build_parser():
     d.add_argument("--synthetic-videos", type=int, default=10, help="synthetic videos per class (6 classes)")
     d.add_argument("--synthetic-frames", type=int, nargs=2, default=(24, 48), metavar=("MIN", "MAX"),
                    help="synthetic RGB frames per video")
+    d.add_argument("--flow-texture", choices=("plain", "realistic"), default="realistic",
+                   help="synthetic flow: realistic = JPEGs of the size and texture of real TV-L1 dumps (4-8 KB at "
+                        "340x256); plain = the learning demo's flat flow with white noise")
     d.add_argument("--keep-data", action="store_true", help="keep the generated synthetic set (its path goes into the JSON as synthetic_data)")
     d.add_argument("--dataset", choices=DATASETS, default="ucf101", help="which split lists to read")
     d.add_argument("--splits-dir", help="split-list folder; unset: the standard one under the data root")
@@ -288,7 +291,8 @@ def prepare_data(args):
     root = tempfile.mkdtemp(prefix="benchmark-synthetic-")
     lo, hi = args.synthetic_frames
     generate(root, appearances=3, motions=2, videos_per_class=args.synthetic_videos, width=args.frame_width,
-             height=args.frame_height, min_frames=lo, max_frames=hi, seed=args.seed, verbose=False)
+             height=args.frame_height, min_frames=lo, max_frames=hi, seed=args.seed, verbose=False,
+             flow_texture=args.flow_texture)
     return root
 
 
@@ -518,7 +522,7 @@ def run(args):
         "pipeline_batch_mb": batch_mb,
         "pipeline_max_in_flight_batches": loaders["prefetch"] * args.workers,
         "pipeline_max_in_flight_mb": batch_mb * loaders["prefetch"] * args.workers,
-        "data": "synthetic" if uses_synthetic(args) else args.data_root,
+        "data": f"synthetic ({args.flow_texture} flow)" if uses_synthetic(args) else args.data_root,
         "cpu_count": os.cpu_count(), "torch": torch.__version__,
     }
     if uses_synthetic(args) and args.keep_data:

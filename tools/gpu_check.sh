@@ -19,11 +19,11 @@ cd "$(dirname "$0")/.."
   free -g | head -2
 } | tee "$OUT/env.txt"
 
-if [ ! -f "$DATA/synthetic.json" ]; then
+if ! grep -q '"flow_texture": "realistic"' "$DATA/synthetic.json" 2>/dev/null; then
   rm -rf "$DATA"
   # 6 classes x 30 videos, 24-48 frames: ~180 videos, ~6.5k RGB + 6.3k x 2 flow JPEGs
   timeout 150 python -m tools.make_synthetic "$DATA" --width 340 --height 256 \
-      --videos-per-class 30 --min-frames 24 --max-frames 48 2>&1 | tee "$OUT/make_synthetic.log"
+      --videos-per-class 30 --min-frames 24 --max-frames 48 --flow-texture realistic 2>&1 | tee "$OUT/make_synthetic.log"
 fi
 
 # Spatial: batch 64 (3 x 64 = 192 images per step). Motion: batch 32, the motion stream's default

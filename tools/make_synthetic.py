@@ -6,7 +6,7 @@
 import argparse
 import sys
 
-from dataloader.synthetic import generate
+from dataloader.synthetic import FLOW_TEXTURES, generate
 
 
 def build_parser():
@@ -35,6 +35,10 @@ def build_parser():
     p.add_argument("--dataset", choices=("ucf101", "hmdb51"), default="ucf101",
                    help="naming and split lists: ucf101 (ucfTrainTestlist/, RedUp, v_ folders) or hmdb51 "
                         "(testTrainMulti_7030_splits/, red_up) (default ucf101)")
+    p.add_argument("--flow-texture", choices=FLOW_TEXTURES, default="plain",
+                   help="plain: the object's velocity, 0 elsewhere, white noise (the learning demo's data); "
+                        "realistic: smooth camera-like fields, soft edges and blob noise, JPEGs of the size of "
+                        "real TV-L1 dumps (4-8 KB at 340x256), for benchmarks (default plain)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality 1..100 (default 90)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a synthetic data set written earlier into OUT (never other data)")
