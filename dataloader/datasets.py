@@ -53,6 +53,17 @@ def count_frames(entries, layout, modality, min_frames=1):
     return counts
 
 
+def read_bytes(path):
+    """The bytes of a frame file, or of a PackedFrame (None if unreadable)."""
+    if not isinstance(path, str):
+        return path.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def read_frame(path, color):
     """Decode one JPEG (a file path, or a PackedFrame): (H, W, 3) RGB or (H, W) grayscale
     uint8, or None if unreadable."""
@@ -132,24 +143,35 @@ class ClipDataset(Dataset):
         raise BadFrameError(f"'{video}': no readable {self.modality} frame at all (first: {bad})")
 
     # -- items --------------------------------------------------------------------
-    def __getitem__(self, item):
+    def _plan(self, item):
+        """(index, positions, boxes [(top, left, flip)]) of an item: what it reads and crops."""
+        h, w = self.frame_size
         if self.train:
             index, epoch = item
             rng = np.random.default_rng([self.seed, epoch, index])
-        else:
-            index = item
+            n = self.counts[self.entries[index][0]]
+            positions = sample_train_positions(n, self.num_segments, self.span, rng)
+            top, left = random_crop_box(h, w, self.crop, rng)
+            return index, positions, [(top, left, bool(rng.random() < 0.5))]  # one crop and flip per video
+        n = self.counts[self.entries[item][0]]
+        return item, sample_test_positions(n, self.test_frames, self.span), test_crop_boxes(h, w, self.crop, self.test_crops)
+
+    def item_frames(self, item):
+        """The frames an item reads, each once, in order: paths (or PackedFrames) for RGB,
+        (u, v) pairs for flow. For measuring the decoding of exactly what the loader decodes."""
+        index, positions, _ = self._plan(item)
+        video = self.entries[index][0]
+        n = self.counts[video]
+        paths_of = self.layout.frame_paths(video, self.modality)
+        frames = dict.fromkeys(int(i) for p in positions for i in stack_indices(int(p), self.span, n))
+        return [paths_of(i) for i in frames]
+
+    def __getitem__(self, item):
+        index, positions, boxes = self._plan(item)
         video, label = self.entries[index]
         n = self.counts[video]
         paths_of = self.layout.frame_paths(video, self.modality)
-        h, w = self.frame_size
         c = self.crop
-        if self.train:
-            positions = sample_train_positions(n, self.num_segments, self.span, rng)
-            top, left = random_crop_box(h, w, c, rng)
-            boxes = [(top, left, bool(rng.random() < 0.5))]  # one crop and flip for the whole video
-        else:
-            positions = sample_test_positions(n, self.test_frames, self.span)
-            boxes = test_crop_boxes(h, w, c, self.test_crops)
         rgb = self.modality == "rgb"
         nb = len(boxes)
         # Speed: every crop is written once, straight from the decoded frame into the

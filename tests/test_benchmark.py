@@ -32,16 +32,19 @@ CI = ["--synthetic", "--frame-width", "64", "--frame-height", "48", "--crop-size
 
 KEYS = ["pipeline_samples_per_s", "classic_samples_per_s", "speedup", "step_samples_per_s",
         "train_samples_per_s", "data_wait_fraction", "eval_videos_per_s", "projected_epoch_s",
-        "projected_test_s", "pipeline_uint8_samples_per_s"]
-ROWS = ["data pipeline", "loader only", "classic baseline", "speedup", "model step", "end-to-end training",
+        "projected_test_s", "pipeline_uint8_samples_per_s", "decode_frames_per_s",
+        "loader_samples_per_s_per_worker", "decode_efficiency", "target_samples_per_s"]
+ROWS = ["data pipeline", "loader only", "classic baseline", "speedup", "bare JPEG decode", "loader per worker",
+        "decode efficiency", "workers to feed", "model step", "end-to-end training",
         "evaluation", "train epoch", "test pass"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stream, workers", [("motion", "1"), ("spatial", "0")])
-def test_ci_sized_run_reports_every_figure(stream, workers, tmp_path, capsys):
+@pytest.mark.parametrize("stream, workers, target", [("motion", "1", None), ("spatial", "0", 500.0)])
+def test_ci_sized_run_reports_every_figure(stream, workers, target, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert benchmark.main(CI + ["--stream", stream, "--workers", workers, "--json", str(out)]) == 0
+    extra = ["--target-samples-per-s", str(target)] if target else []
+    assert benchmark.main(CI + ["--stream", stream, "--workers", workers, "--json", str(out)] + extra) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads(lines[-1])  # the JSON line comes last
     assert json.loads(out.read_text()) == result
@@ -56,6 +59,16 @@ def test_ci_sized_run_reports_every_figure(stream, workers, tmp_path, capsys):
     assert (result["device"], result["stream"], result["workers"], result["batch_size"]) == \
         ("cpu", stream, int(workers), 2)
     assert (result["crop_size"], result["frame_size"]) == (32, "64x48")
+    # The loader against the bare decode of the same frames, and the workers it needs.
+    assert result["frames_per_sample"] == (2 if stream == "spatial" else 2 * 2 * 3)  # K=2 x (1 | 2L, L=3)
+    per_worker = result["pipeline_uint8_samples_per_s"] / max(1, int(workers))
+    assert result["loader_samples_per_s_per_worker"] == pytest.approx(per_worker)
+    assert 0 < result["decode_efficiency"] < 1.5
+    assert result["decode_efficiency"] == pytest.approx(per_worker * result["frames_per_sample"]
+                                                        / result["decode_frames_per_s"])
+    assert result["target_samples_per_s"] == pytest.approx(target or result["step_samples_per_s"])
+    assert result["workers_to_feed"] == math.ceil(result["target_samples_per_s"] / per_worker) >= 1
+    assert result["target_given"] is (target is not None)
     table = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| measurement")]
     assert len(table) == len(ROWS)
     for row, word in zip(table, ROWS):
@@ -136,3 +149,22 @@ def test_flow_batches_match_the_classic_baseline(data, monkeypatch):
     assert max_diff(x.roll(-2, dims=2), classic) > 5 * TOL["flow"]
     swapped = x.view(12, 3, 4, 2, 32, 32).flip(3).reshape(x.shape)
     assert max_diff(swapped, classic) > 5 * TOL["flow"]
+
+
+@pytest.mark.parametrize("modality, train", [("rgb", True), ("flow", True), ("flow", False)])
+def test_item_frames_are_the_frames_an_item_decodes(data, modality, train, monkeypatch):
+    """The benchmark's bare decode rate is measured on ClipDataset.item_frames: exactly the
+    frames the loader decodes for those items (recorded here from the dataset's reads)."""
+    import dataloader.datasets as datasets
+    entries, layout = data
+    counts = count_frames(entries, layout, modality)
+    ds = ClipDataset(entries, counts, layout, modality, stack=4, crop_size=32, train=train, num_segments=3,
+                     test_frames=5, seed=5)
+    read, real = [], datasets.read_frame
+    monkeypatch.setattr(datasets, "read_frame", lambda path, color: read.append(path) or real(path, color))
+    items = benchmark.training_items(len(ds), 5, 6) if train else range(4)
+    for item in items:
+        read.clear()
+        ds[item]
+        listed = [f for pair in ds.item_frames(item) for f in (pair if isinstance(pair, tuple) else (pair,))]
+        assert sorted(listed) == sorted(read) and len(set(listed)) == len(listed)

@@ -42,7 +42,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
 import utils
-from dataloader.datasets import ClipDataset, EpochSampler, count_frames
+import cv2
+
+from dataloader.datasets import ClipDataset, EpochSampler, count_frames, read_bytes
 from dataloader.layout import LAYOUTS, open_layout
 from dataloader.sampling import random_crop_box, sample_train_positions, stack_indices
 from dataloader.splits import DATASETS, DEFAULT_SPLITS_SUBDIR, load_split
@@ -262,6 +264,9 @@ def build_parser():
     s.add_argument("--threads", type=int,
                    help="intra-op threads of this process (torch.set_num_threads) during the run; default: "
                         "as the training scripts (on the CPU: the cores the workers leave free, at least 1)")
+    s.add_argument("--target-samples-per-s", type=float,
+                   help="sample rate the loader must feed, for workers_to_feed (e.g. a GPU's step rate when "
+                        "measuring on a CPU); default: the model step rate measured in this run")
     s.add_argument("--seed", type=int, default=0, help="seed for the items, crops, flips and the model")
     s.add_argument("--json", metavar="PATH", help="also write the JSON line to PATH")
     return p
@@ -274,6 +279,8 @@ def check_options(args):
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if args.workers < 0:
         raise ValueError("--workers must be 0 or more")
+    if args.target_samples_per_s is not None and not args.target_samples_per_s > 0:
+        raise ValueError("--target-samples-per-s must be positive")
     if args.threads is not None and args.threads < 1:
         raise ValueError("--threads must be at least 1")
 
@@ -380,6 +387,41 @@ def measure_loaders(args, train, classic, loop, device):
     return result | {"prefetch": kept["prefetch"], "batch": kept["batch"]}
 
 
+def measure_decode(args, train):
+    """Bare JPEG decoding of the frames the loader timing read, on one core: cv2.imdecode of
+    bytes already in memory (no file opens, no crops), one thread, as the loader's workers
+    decode (colour for RGB, grey for flow). Median frames/s of three passes."""
+    b = args.batch_size
+    items = training_items(len(train), args.seed, (args.warmup + args.batches) * b * args.repeats)
+    frames = [f for item in items for pair in train.item_frames(item)
+              for f in (pair if isinstance(pair, tuple) else (pair,))]
+    data = [np.frombuffer(read_bytes(f), np.uint8) for f in frames]
+    flag = cv2.IMREAD_COLOR if train.modality == "rgb" else cv2.IMREAD_GRAYSCALE
+    # One thread: this one (OpenCV decodes a JPEG in the calling thread). cv2.setNumThreads is
+    # not touched here: changing OpenCV's pool in this process hung data workers forked later.
+    for d in data[:20]:  # warm-up
+        cv2.imdecode(d, flag)
+    rates = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for d in data:
+            cv2.imdecode(d, flag)
+        rates.append(len(data) / (time.perf_counter() - start))
+    return statistics.median(rates), float(np.mean([len(d) for d in data]))
+
+
+def feeding(args, uint8_rate, decode_rate, step_rate, modality):
+    """The loader against the decode limit and the model: {frames per sample, loader
+    samples/s per worker, decode efficiency (its frames/s per worker over bare decode
+    frames/s), target samples/s, workers to feed it}."""
+    frames = args.num_segments * (1 if modality == "rgb" else 2 * args.stack)
+    per_worker = uint8_rate / max(1, args.workers)  # --workers 0: the main process is the one worker
+    target = args.target_samples_per_s or step_rate
+    return {"frames_per_sample": frames, "loader_samples_per_s_per_worker": per_worker,
+            "decode_efficiency": per_worker * frames / decode_rate, "target_samples_per_s": target,
+            "workers_to_feed": math.ceil(target / per_worker)}
+
+
 def train_step(model, optimizer, x, y, device, amp):
     with autocast(device, amp):
         out = model(x)
@@ -451,6 +493,16 @@ def markdown(r):
         ("classic baseline (PIL per frame, float transforms, default collate)",
          f"{r['classic_samples_per_s']:.1f}", "samples/s", "same workers, videos, positions, crops, flips"),
         ("speedup (pipeline / classic)", f"{r['speedup']:.2f}", "x", ""),
+        ("bare JPEG decode of the same frames, one core (cv2.imdecode from memory)",
+         f"{r['decode_frames_per_s']:.0f}", "frames/s", f"{r['mean_frame_bytes'] / 1000:.1f} KB per frame"),
+        ("loader per worker (uint8 batches / workers)", f"{r['loader_samples_per_s_per_worker']:.1f}", "samples/s",
+         f"{r['loader_samples_per_s_per_worker'] * r['frames_per_sample']:.0f} frames/s "
+         f"({r['frames_per_sample']} frames per sample)"),
+        ("decode efficiency (loader frames/s per worker / bare decode)", f"{r['decode_efficiency']:.2f}", "",
+         "1.0 = the loader only decodes"),
+        ("workers to feed the target rate", f"{r['workers_to_feed']}", "workers",
+         f"target {r['target_samples_per_s']:.1f} samples/s"
+         f"{' (given)' if r['target_given'] else ' (the model step here)'}"),
         ("model step alone (forward + backward, data on the device)", f"{r['step_samples_per_s']:.1f}",
          "samples/s", f"{r['step_samples_per_s'] * k:.0f} images/s; amp={r['amp']}"),
         ("end-to-end training (engine.loop.train_one_epoch)", f"{r['train_samples_per_s']:.1f}", "samples/s",
@@ -481,6 +533,7 @@ def run(args):
     try:
         classes, train, test, classic = build_sets(args, root, modality)
         loaders = measure_loaders(args, train, classic, loop, device)
+        decode_rate, frame_bytes = measure_decode(args, train)
         pipe_rate, classic_rate, batch = loaders.pop("pipeline"), loaders.pop("classic"), loaders.pop("batch")
 
         torch.manual_seed(args.seed)
@@ -505,6 +558,9 @@ def run(args):
         # share of the pipeline's timed pass spent in this process on flip/normalise (_to_device)
         "pipeline_transform_fraction": loaders["transform"],
         "step_samples_per_s": step_rate,
+        # bare cv2.imdecode of the same frames (bytes in memory, one thread) vs the loader per worker
+        "decode_frames_per_s": decode_rate, "mean_frame_bytes": frame_bytes,
+        **feeding(args, loaders["uint8"], decode_rate, step_rate, modality),
         "train_samples_per_s": train_rate,
         "data_wait_fraction": wait,
         "eval_videos_per_s": eval_rate,
@@ -522,6 +578,7 @@ def run(args):
         "pipeline_batch_mb": batch_mb,
         "pipeline_max_in_flight_batches": loaders["prefetch"] * args.workers,
         "pipeline_max_in_flight_mb": batch_mb * loaders["prefetch"] * args.workers,
+        "target_given": args.target_samples_per_s is not None,
         "data": f"synthetic ({args.flow_texture} flow)" if uses_synthetic(args) else args.data_root,
         "cpu_count": os.cpu_count(), "torch": torch.__version__,
     }
