@@ -297,9 +297,14 @@ def prepare_data(args):
     from dataloader.synthetic import generate
     root = tempfile.mkdtemp(prefix="benchmark-synthetic-")
     lo, hi = args.synthetic_frames
-    generate(root, appearances=3, motions=2, videos_per_class=args.synthetic_videos, width=args.frame_width,
-             height=args.frame_height, min_frames=lo, max_frames=hi, seed=args.seed, verbose=False,
-             flow_texture=args.flow_texture)
+    options = dict(appearances=3, motions=2, videos_per_class=args.synthetic_videos, width=args.frame_width,
+                   height=args.frame_height, min_frames=lo, max_frames=hi, seed=args.seed, verbose=False,
+                   flow_texture=args.flow_texture)
+    # In a spawned process: generating (OpenCV resizes and blurs large images) starts OpenCV's
+    # thread pool, and data workers forked later from a process with that pool hung (futex).
+    import multiprocessing
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        pool.apply(generate, (root,), options)
     return root
 
 
