@@ -136,7 +136,11 @@ def fit_fusion_weight(S_val, T_val, labels, grid=FIT_GRID, normalize="none"):
     """The spatial:motion weight (a, b) of `grid` whose weighted fusion has the highest top-1
     on the validation scores S_val, T_val (V, C) with (V,) labels. Ties go to the ratio
     closest to 1:1 (smallest |log(a/b)|), then to the one listed first in `grid`."""
-    top1 = validation_top1(S_val, T_val, labels, grid, normalize)
+    return best_weight(validation_top1(S_val, T_val, labels, grid, normalize))
+
+
+def best_weight(top1):
+    """The (a, b) of {(a, b): validation top-1} with the highest top-1; ties as fit_fusion_weight."""
     return max(sorted(top1, key=_distance_from_even), key=top1.get)  # sorted and max keep the first of equals
 
 
@@ -529,8 +533,9 @@ def fuse_score_files(spatial, motion, names=None, weights=(), topk=DEFAULT_TOPK,
         val = _validation_pair(pair, load(val_s), load(val_m), intersect)
         top1s = {}
         for norm in norms:  # fitted on validation only; the test scores are used to report it, never to choose
-            a, b = fits[norm][name] = fit_fusion_weight(val.S, val.T, val.labels, fit_grid, norm)
-            top1s[norm] = validation_top1(val.S, val.T, val.labels, [(a, b)], norm)[(a, b)]
+            grid_top1 = validation_top1(val.S, val.T, val.labels, fit_grid, norm)
+            a, b = fits[norm][name] = best_weight(grid_top1)
+            top1s[norm] = grid_top1[(a, b)]
             row = {fitted_name(a, b): partial(fuse_weighted, a=a, b=b)}
             metrics = fusion_table(pair.S, pair.T, pair.labels, row, norm)[fitted_name(a, b)]
             tables[norm][name][fitted_name(a, b)] = metrics | {"weights": [a, b], "val_top1": top1s[norm]}

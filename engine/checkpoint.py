@@ -66,7 +66,7 @@ def checkpoint_payload(run, epoch):
     return {"format": CHECKPOINT_FORMAT, "identity": run.identity, "classes": list(run.data.classes),
             "epoch": epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "best": run.best, "history": run.history,
-            "args": json.loads(json.dumps(vars(run.args))), "data_info": data_info(run.args), "torch_rng": torch.get_rng_state(),
+            "args": json.loads(json.dumps(vars(run.args))), "data_info": run.data_info, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None}
 
 
@@ -91,15 +91,15 @@ def resume_hint(spec, args, argv):
             + " ".join(shlex.quote(a) for a in keep + ["--resume", ckpt]))
 
 
-def data_info(args):
+def read_prepare_info(data_root):
     """The data root's prepare_info.json (flow method, frame size: what tools.predict must
-    redo on a new video), or {} for data not made by tools.prepare_data."""
+    redo on a new video), or None where there is none (data not made by tools.prepare_data)."""
     try:
-        with open(os.path.join(getattr(args, "data_root", None) or "", PREPARE_INFO), encoding="utf-8") as f:
+        with open(os.path.join(data_root or "", PREPARE_INFO), encoding="utf-8") as f:
             info = json.load(f)
     except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def load_stream_checkpoint(path):

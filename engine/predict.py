@@ -25,7 +25,7 @@ from dataloader.layout import PREPARE_INFO
 from dataloader.sampling import sample_test_positions
 from dataloader.video import (DEFAULT_SIZE, MemoryLayout, VideoError, count_frames, decode_video, encode_flow,
                               encode_rgb, needed_frames)
-from engine.checkpoint import CheckpointError, build_model, load_stream_checkpoint
+from engine.checkpoint import CheckpointError, build_model, load_stream_checkpoint, read_prepare_info
 from engine.loop import LoopConfig, evaluate
 from engine.runtime import default_amp
 from engine.streams import STREAMS
@@ -71,14 +71,9 @@ def find_data_info(ckpt, path):
         pass
     roots.append(ckpt["args"].get("data_root"))
     for root in roots:
-        info_path = os.path.join(root or "", PREPARE_INFO)
-        try:
-            with open(info_path, encoding="utf-8") as f:
-                info = json.load(f)
-            if isinstance(info, dict):
-                return info, info_path
-        except (OSError, ValueError):
-            continue
+        info = read_prepare_info(root)
+        if info is not None:
+            return info, os.path.join(root or "", PREPARE_INFO)
     return {}, f"defaults ({DEFAULT_FLOW}, {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}: no {PREPARE_INFO} found)"
 
 

@@ -15,7 +15,7 @@ from dataloader.datasets import DataError
 from dataloader.splits import SplitError
 from engine import plots
 from engine.checkpoint import (CheckpointError, build_model, build_optimizer, checkpoint_payload, model_identity,
-                               restore, resume_hint)
+                               read_prepare_info, restore, resume_hint)
 from engine.data import StreamData, build_data, make_loader
 from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
 from engine.options import build_parser, check_args, check_evaluate_out, check_paths, selection_protocol
@@ -44,6 +44,7 @@ class TrainingRun:
     best: dict | None = None
     start_epoch: int = 0
     replaces: list = field(default_factory=list)  # --overwrite: the old run's files, removed at the first save
+    data_info: dict = field(default_factory=dict)  # the data root's prepare_info.json, saved in checkpoints
 
 
 def main(spec, argv=None):
@@ -116,7 +117,8 @@ def run(spec, args, stop=None):
                                                            factor=args.lr_factor)
     loop = LoopConfig(spec.modality, args.amp, args.workers, args.test_batch_size, args.seed)
     run = TrainingRun(args, spec, info, device, data, model, optimizer, scheduler,
-                      model_identity(args, spec, len(data.classes)), loop)
+                      model_identity(args, spec, len(data.classes)), loop,
+                      data_info=read_prepare_info(args.data_root) or {})
     if args.resume:
         ckpt = restore(args.resume, model, None if args.evaluate else optimizer, scheduler, run.identity, device)
         run.history, run.best, run.start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1

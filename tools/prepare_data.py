@@ -53,7 +53,7 @@ from dataloader.flow import BOUND, FLOW_METHODS, compute_flow, quantize_flow, tv
 from dataloader.layout import (FLOW_COMPONENTS, FLOW_DIR, PREPARE_INFO, RGB_DIR, UCF101_FOLDER_PREFIX,
                                folder_for_video, twostream_frame_name, twostream_video_dirs)
 from dataloader.splits import DEFAULT_SPLITS_SUBDIR, video_name
-from dataloader.video import DEFAULT_SIZE, resize_frame
+from dataloader.video import DEFAULT_SIZE, JPEG_PARAMS, resize_frame
 
 # FLOW_DIR is tvl1_flow also for farneback: readers look for this name.
 INFO_FILE = PREPARE_INFO
@@ -150,7 +150,7 @@ def _init_worker(flow):
 
 
 def _write(path, image):
-    if not cv2.imwrite(path, image):
+    if not cv2.imwrite(path, image, JPEG_PARAMS):  # the quality tools.predict re-encodes with
         raise OSError(f"cannot write {path}")
 
 
