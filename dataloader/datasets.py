@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from dataloader import buffers
 from dataloader.sampling import (random_crop_box, sample_test_positions, sample_train_positions,
                                  stack_indices, test_crop_boxes)
 
@@ -64,18 +65,20 @@ def read_bytes(path):
         return None
 
 
+def decode_flag(modality):
+    """OpenCV's decoding flag for a modality's frames. RGB comes straight from the decoder
+    (IMREAD_COLOR_RGB), not as a reversed view of BGR, so that crops of it are row copies."""
+    return cv2.IMREAD_COLOR_RGB if modality == "rgb" else cv2.IMREAD_GRAYSCALE
+
+
 def read_frame(path, color):
     """Decode one JPEG (a file path, or a PackedFrame): (H, W, 3) RGB or (H, W) grayscale
     uint8, or None if unreadable."""
-    flag = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE
+    flag = decode_flag("rgb" if color else "flow")
     if isinstance(path, str):
-        img = cv2.imread(path, flag)
-    else:
-        data = path.read()
-        img = None if not data else cv2.imdecode(np.frombuffer(data, np.uint8), flag)
-    if img is None:
-        return None
-    return img[:, :, ::-1] if color else img
+        return cv2.imread(path, flag)
+    data = path.read()
+    return None if data is None or len(data) == 0 else cv2.imdecode(np.frombuffer(data, np.uint8), flag)
 
 
 class ClipDataset(Dataset):
@@ -88,7 +91,8 @@ class ClipDataset(Dataset):
         self.crop, self.num_segments = crop_size, num_segments
         self.test_frames, self.test_crops = test_frames, test_crops
         self.seed, self.on_bad_frame = seed, on_bad_frame
-        self.frame_size = frame_size or self.probe_frame_size()
+        self._buffers = None  # a data worker's BatchBuffers, made in the worker
+        self.frame_size = tuple(frame_size or self.probe_frame_size())
         h, w = self.frame_size
         if h < crop_size or w < crop_size:
             raise DataError(f"frames are {w}x{h} but --crop-size is {crop_size}: "
@@ -112,19 +116,15 @@ class ClipDataset(Dataset):
         raise BadFrameError(f"'{video}': no readable {self.modality} frame")
 
     # -- decoding ------------------------------------------------------------------
-    def _read_checked(self, path, color):
-        img = read_frame(path, color)
-        if img is not None and img.shape[:2] != tuple(self.frame_size):
-            return None
-        return img
-
     def read_channels(self, paths_of, i):
-        """The channels of frame i: [RGB image] or [u, v]; None if any is unreadable."""
-        if self.modality == "rgb":
-            img = self._read_checked(paths_of(i), color=True)
-            return None if img is None else [img]
-        u, v = (self._read_checked(p, color=False) for p in paths_of(i))
-        return None if u is None or v is None else [u, v]
+        """The channels of frame i: [RGB image] or [u, v]; None if any is unreadable or not
+        of the data set's frame size. (Called once a frame: kept to few calls.)"""
+        paths = paths_of(i)
+        chans = [read_frame(paths, True)] if self.modality == "rgb" else [read_frame(p, False) for p in paths]
+        for img in chans:
+            if img is None or img.shape[:2] != self.frame_size:
+                return None
+        return chans
 
     def _load_frame(self, video, paths_of, i, n):
         """Channels of frame i; under --on-bad-frame skip, of the nearest readable frame."""
@@ -163,51 +163,111 @@ class ClipDataset(Dataset):
         video = self.entries[index][0]
         n = self.counts[video]
         paths_of = self.layout.frame_paths(video, self.modality)
-        frames = dict.fromkeys(int(i) for p in positions for i in stack_indices(int(p), self.span, n))
+        frames = dict.fromkeys(i for p in positions.tolist() for i in stack_indices(p, self.span, n))
         return [paths_of(i) for i in frames]
 
-    def __getitem__(self, item):
-        index, positions, boxes = self._plan(item)
-        video, label = self.entries[index]
+    def _fill(self, plan, clip):
+        """Decode and crop the item of `plan` into clip, uint8 (P, crop, crop, 3) for RGB,
+        (P, 2L, crop, crop) for flow (see _memory_shape). Returns the number of frames
+        replaced under --on-bad-frame skip."""
+        index, positions, boxes = plan
+        video = self.entries[index][0]
         n = self.counts[video]
         paths_of = self.layout.frame_paths(video, self.modality)
         c = self.crop
         rgb = self.modality == "rgb"
         nb = len(boxes)
-        # Speed: every crop is written once, straight from the decoded frame into the
-        # item's preallocated array (no per-frame stacks of whole frames, no second copy),
-        # and a frame used twice in one item (clamped stacks, repeated positions of short
-        # videos) is decoded once. Nothing is kept between items.
-        clip = np.empty((len(positions) * nb, 3 if rgb else 2 * self.span, c, c), np.uint8)
+        # Speed: every crop is written once, straight from the decoded frame into its place
+        # in the clip (no per-frame stacks of whole frames, no second copy), and a frame used
+        # twice in one item (clamped stacks, repeated positions of short videos) is decoded
+        # once. Nothing is kept between items.
         decoded, bad = {}, 0
-        for pi, p in enumerate(positions):
+        for pi, p in enumerate(positions.tolist()):
             for k in [k for k in decoded if k < p]:  # positions are sorted: earlier frames are done
                 del decoded[k]
-            for j, i in enumerate(stack_indices(int(p), self.span, n)):
-                i = int(i)
+            for j, i in enumerate(stack_indices(p, self.span, n)):
                 if i not in decoded:
                     decoded[i] = self._load_frame(video, paths_of, i, n)
                 chans, b = decoded[i]
                 bad += b
                 for bi, (top, left, _) in enumerate(boxes):
                     dst = clip[pi * nb + bi]
-                    if rgb:  # (h, w, 3) RGB view -> (3, c, c): one strided copy
-                        dst[...] = chans[0][top:top + c, left:left + c].transpose(2, 0, 1)
+                    if rgb:  # (c, c, 3) rows of the (h, w, 3) frame
+                        dst[...] = chans[0][top:top + c, left:left + c]
                     else:    # channels u_j, v_j at 2j, 2j + 1
                         dst[2 * j] = chans[0][top:top + c, left:left + c]
                         dst[2 * j + 1] = chans[1][top:top + c, left:left + c]
-        flips = [flip for _ in positions for _, _, flip in boxes]
-        return torch.from_numpy(clip), np.array(flips, dtype=bool), label, index, bad
+        return bad
+
+    def _memory_shape(self, plan):
+        """The shape an item is decoded into. RGB is stored channels-last, (P, c, c, 3), as the
+        decoder writes it: a crop is then 224 row copies instead of a transposing copy that
+        cost 37 us a frame (a sixth of its decoding). The clip handed out is a permuted view,
+        (P, 3, c, c), equal in every element; the device turns it into the layout the model
+        wants (engine.loop.to_device). Flow frames are planes already: (P, 2L, c, c)."""
+        _, positions, boxes = plan
+        p = len(positions) * len(boxes)
+        return (p, self.crop, self.crop, 3) if self.modality == "rgb" else (p, 2 * self.span, self.crop, self.crop)
+
+    def _as_clips(self, t):
+        """(..., P, C, c, c) view of a tensor of (..., *_memory_shape)."""
+        return t.movedim(-1, -3) if self.modality == "rgb" else t
+
+    @staticmethod
+    def _flips(plan):
+        _, positions, boxes = plan
+        return [flip for _ in positions for _, _, flip in boxes]
+
+    def __getitem__(self, item):
+        plan = self._plan(item)
+        clip = np.empty(self._memory_shape(plan), np.uint8)
+        bad = self._fill(plan, clip)
+        index = plan[0]
+        return (self._as_clips(torch.from_numpy(clip)), np.array(self._flips(plan), dtype=bool),
+                self.entries[index][1], index, bad)
+
+    def __getitems__(self, items):
+        """A whole batch (the DataLoader's call when a dataset has it): the items are decoded
+        straight into one batch tensor, so no item arrays are allocated and collation copies
+        nothing. In a data worker that tensor is a shared-memory buffer the worker reuses
+        once the consumer releases it (dataloader/buffers.py). Equal to collating __getitem__."""
+        plans = [self._plan(item) for item in items]
+        shape = (len(plans),) + self._memory_shape(plans[0])
+        if torch.utils.data.get_worker_info() is None:  # this process consumes the batch itself
+            clips, lease = torch.empty(shape, dtype=torch.uint8), False
+        else:
+            if self._buffers is None:
+                self._buffers = buffers.BatchBuffers()
+            clips, lease = self._buffers.take(shape), True
+        out = clips.numpy()
+        bad = sum(self._fill(plan, out[b]) for b, plan in enumerate(plans))
+        return ClipBatch(self._as_clips(clips), np.array([self._flips(p) for p in plans], dtype=bool),
+                         np.array([self.entries[p[0]][1] for p in plans], dtype=np.int64),
+                         np.array([p[0] for p in plans], dtype=np.int64), bad, lease)
 
 
 class ClipBatch(NamedTuple):
-    """A batch of ClipDataset items, as collate_clips builds it. P = positions per video
-    (K segments in training, test positions x crops in evaluation)."""
+    """A batch of ClipDataset items (ClipDataset.__getitems__, or collate_clips of items).
+    P = positions per video (K segments in training, test positions x crops in evaluation)."""
     clips: torch.Tensor      # (B, P, C, H, W) uint8
     flips: np.ndarray        # (B, P) bool: mirror this position (flow: and invert u)
     labels: np.ndarray       # (B,) int64
     indices: np.ndarray      # (B,) int64: the items' indices in their dataset
     bad_frames: int          # frames replaced under --on-bad-frame skip
+    lease: bool = False      # clips are in a data worker's reusable buffer (dataloader/buffers.py)
+
+    def release(self):
+        """Say that `clips` will not be read again (its data was copied out): a data worker
+        may then reuse the memory. A no-op for batches without a lease."""
+        if self.lease:
+            buffers.release(self.clips)
+
+    def pin_memory(self):
+        """The DataLoader's pin-memory thread calls this: copy the clips to pinned memory and
+        release the worker's buffer at once."""
+        pinned = self._replace(clips=self.clips.pin_memory(), lease=False)
+        self.release()
+        return pinned
 
 
 def collate_clips(items):
@@ -217,6 +277,8 @@ def collate_clips(items):
     travel as numpy arrays, pickled by value. Each tensor a worker returns costs its own
     shared-memory segment and file-descriptor handover: with four small ones per batch
     that was a third of the loader's per-batch overhead (measured: 9 vs 6 ms per batch)."""
+    if isinstance(items, ClipBatch):  # ClipDataset.__getitems__ built it already
+        return items
     clips = default_collate([it[0] for it in items])  # in a worker: written straight to shared memory
     flips = np.stack([it[1] for it in items])
     labels = np.array([it[2] for it in items], dtype=np.int64)

@@ -31,8 +31,10 @@ def sample_test_positions(num_frames, num_positions, span):
 
 def stack_indices(position, span, num_frames):
     """Frame indices of one sample: span consecutive frames from `position`, clamped to the
-    last frame of a short video. Returns (span,) int64."""
-    return np.minimum(position + np.arange(span), num_frames - 1)
+    last frame of a short video. Returns a list of `span` ints (the loader calls this for
+    every position of every item: plain Python is several times faster than numpy here)."""
+    last = num_frames - 1
+    return [min(position + j, last) for j in range(span)]
 
 
 # ---------------------------------------------------------------- spatial crops

@@ -35,9 +35,14 @@ def to_device(batch, device, modality):
     """A ClipBatch -> (network input, labels) on the device. The flip mask stays on the CPU:
     reading it on the device would cost a sync per batch."""
     clips = batch.clips.to(device, non_blocking=True)
-    x = to_network_input(clips, torch.from_numpy(batch.flips), modality)
+    x = to_network_input(clips, torch.from_numpy(batch.flips), modality)  # a new tensor: clips were read
+    batch.release()  # a data worker may reuse the batch's shared memory now
     if device.type == "cuda" and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
+    elif device.type == "cpu":
+        # RGB clips arrive channels-last (dataloader/datasets.py); on a GPU that is the
+        # model's layout already, on the CPU the model runs contiguous: as it always has.
+        x = x.contiguous()
     return x, torch.from_numpy(batch.labels).to(device, non_blocking=True)
 
 

@@ -40,10 +40,11 @@ ROWS = ["data pipeline", "loader only", "classic baseline", "speedup", "bare JPE
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stream, workers, target", [("motion", "1", None), ("spatial", "0", 500.0)])
-def test_ci_sized_run_reports_every_figure(stream, workers, target, tmp_path, capsys):
+@pytest.mark.parametrize("stream, workers, target, layout", [("motion", "1", None, "auto"), ("spatial", "0", 500.0, "auto"),
+                                                             ("spatial", "1", None, "packed")])
+def test_ci_sized_run_reports_every_figure(stream, workers, target, layout, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    extra = ["--target-samples-per-s", str(target)] if target else []
+    extra = (["--target-samples-per-s", str(target)] if target else []) + ["--layout", layout]
     assert benchmark.main(CI + ["--stream", stream, "--workers", workers, "--json", str(out)] + extra) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads(lines[-1])  # the JSON line comes last
@@ -59,8 +60,11 @@ def test_ci_sized_run_reports_every_figure(stream, workers, target, tmp_path, ca
     assert (result["device"], result["stream"], result["workers"], result["batch_size"]) == \
         ("cpu", stream, int(workers), 2)
     assert (result["crop_size"], result["frame_size"]) == (32, "64x48")
+    assert result["layout"] == ("packed" if layout == "packed" else "twostream")
     # The loader against the bare decode of the same frames, and the workers it needs.
-    assert result["frames_per_sample"] == (2 if stream == "spatial" else 2 * 2 * 3)  # K=2 x (1 | 2L, L=3)
+    nominal = 2 if stream == "spatial" else 2 * 2 * 3  # K=2 x (1 | 2L, L=3)
+    assert result["frames_per_sample_nominal"] == nominal
+    assert 0.5 * nominal <= result["frames_per_sample"] <= nominal  # short videos share frames between stacks
     per_worker = result["pipeline_uint8_samples_per_s"] / max(1, int(workers))
     assert result["loader_samples_per_s_per_worker"] == pytest.approx(per_worker)
     assert 0 < result["decode_efficiency"] < 1.5

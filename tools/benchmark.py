@@ -44,8 +44,8 @@ from torchvision import transforms
 import utils
 import cv2
 
-from dataloader.datasets import ClipDataset, EpochSampler, count_frames, read_bytes
-from dataloader.layout import LAYOUTS, open_layout
+from dataloader.datasets import ClipDataset, EpochSampler, count_frames, decode_flag, read_bytes
+from dataloader.layout import LAYOUTS, PACKED_DIR, open_layout
 from dataloader.sampling import random_crop_box, sample_train_positions, stack_indices
 from dataloader.splits import DATASETS, DEFAULT_SPLITS_SUBDIR, load_split
 from dataloader.transforms import FLOW_MEAN, FLOW_STD, RGB_MEAN, RGB_STD
@@ -54,6 +54,7 @@ from engine.data import make_loader
 from engine.loop import LoopConfig, evaluate, to_device, train_one_epoch
 from engine.runtime import autocast, default_amp, enable_huge_pages, pick_device, set_cpu_threads
 from engine.streams import STREAMS
+from tools.pack_frames import pack_video
 
 UCF101_TRAIN_VIDEOS, UCF101_TEST_VIDEOS = 9537, 3783  # split 1
 
@@ -234,7 +235,8 @@ def build_parser():
     d.add_argument("--dataset", choices=DATASETS, default="ucf101", help="which split lists to read")
     d.add_argument("--splits-dir", help="split-list folder; unset: the standard one under the data root")
     d.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="official split number")
-    d.add_argument("--layout", choices=LAYOUTS, default="auto", help="frame layout")
+    d.add_argument("--layout", choices=LAYOUTS, default="auto",
+                   help="frame layout; with the synthetic set, packed packs its frames first (tools.pack_frames)")
 
     s = p.add_argument_group("what to run")
     s.add_argument("--stream", choices=("spatial", "motion"), default="spatial", help="which stream's data and model")
@@ -305,6 +307,11 @@ def prepare_data(args):
     import multiprocessing
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         pool.apply(generate, (root,), options)
+    if args.layout == "packed":  # one file per video and source, as python -m tools.pack_frames writes
+        layout = open_layout("twostream", root, allow_packed=False)
+        for modality in ("rgb", "flow"):
+            for video in layout.videos(modality):
+                pack_video(layout, video, modality, os.path.join(root, PACKED_DIR))
     return root
 
 
@@ -361,18 +368,21 @@ def measure_loaders(args, train, classic, loop, device):
             # A batch arrives as shared memory not yet mapped into this process; the network
             # would fault its pages in when reading it. Touch one value per 4 KiB page so that
             # the batch is as resident as the pipeline's output (which to_network_input wrote).
-            x.view(-1)[::4096 // x.element_size()].sum()
+            flat = x.as_strided((x.numel(),), (1,), x.storage_offset())  # dense; RGB clips are a permuted view
+            flat[::4096 // x.element_size()].sum()
         return x
 
     def uint8_consume(batch):  # the loader alone: uint8 clips on the device, no flip/normalise
         torch.from_numpy(batch.labels).to(device, non_blocking=True)
-        return touch(batch.clips.to(device, non_blocking=True))
+        x = touch(batch.clips.to(device, non_blocking=True))
+        batch.release()  # as to_device: done with the worker's buffer (on a GPU the pin thread releases it)
+        return x
 
     def classic_consume(batch):
         batch[1].to(device, non_blocking=True)
         return touch(batch[0].to(device, non_blocking=True))
 
-    rates = {"pipeline": [], "uint8": [], "classic": [], "transform": []}
+    rates = {"pipeline": [], "uint8": [], "classic": [], "transform": [], "decode": [], "frames": [], "bytes": []}
     try:
         for r in range(args.repeats):  # alternate, so that a change of machine load hits both
             chunk = items[r * (warm_n + timed_n):(r + 1) * (warm_n + timed_n)]
@@ -381,6 +391,11 @@ def measure_loaders(args, train, classic, loop, device):
                                   on_start=lambda: kept.update(transform_s=0.0))
             rates["pipeline"].append(n / wall)
             rates["transform"].append(kept["transform_s"] / wall)
+            # The bare decode of the timed items' frames right beside the loader that decodes them
+            decode_rate, frame_bytes, frames = measure_decode(train, timed)
+            rates["decode"].append(decode_rate)
+            rates["bytes"].append(frame_bytes)
+            rates["frames"].append(frames / len(timed))
             n, wall = time_loader(pipe, pipe_sampler, warm, timed, uint8_consume, device)
             rates["uint8"].append(n / wall)
             n, wall = time_loader(old, classic_sampler, warm, timed, classic_consume, device)
@@ -392,16 +407,15 @@ def measure_loaders(args, train, classic, loop, device):
     return result | {"prefetch": kept["prefetch"], "batch": kept["batch"]}
 
 
-def measure_decode(args, train):
-    """Bare JPEG decoding of the frames the loader timing read, on one core: cv2.imdecode of
-    bytes already in memory (no file opens, no crops), one thread, as the loader's workers
-    decode (colour for RGB, grey for flow). Median frames/s of three passes."""
-    b = args.batch_size
-    items = training_items(len(train), args.seed, (args.warmup + args.batches) * b * args.repeats)
+def measure_decode(train, items):
+    """Bare JPEG decoding of the frames `items` read, on one core: (frames/s, mean bytes per
+    frame, frames). cv2.imdecode of bytes already in memory (no file opens, no crops), one
+    thread, with the flags the loader's workers use. A frame an item uses twice (clamped
+    stacks of short videos) counts once, as the loader decodes it once. Median of 3 passes."""
     frames = [f for item in items for pair in train.item_frames(item)
               for f in (pair if isinstance(pair, tuple) else (pair,))]
     data = [np.frombuffer(read_bytes(f), np.uint8) for f in frames]
-    flag = cv2.IMREAD_COLOR if train.modality == "rgb" else cv2.IMREAD_GRAYSCALE
+    flag = decode_flag(train.modality)
     # One thread: this one (OpenCV decodes a JPEG in the calling thread). cv2.setNumThreads is
     # not touched here: changing OpenCV's pool in this process hung data workers forked later.
     for d in data[:20]:  # warm-up
@@ -412,18 +426,17 @@ def measure_decode(args, train):
         for d in data:
             cv2.imdecode(d, flag)
         rates.append(len(data) / (time.perf_counter() - start))
-    return statistics.median(rates), float(np.mean([len(d) for d in data]))
+    return statistics.median(rates), float(np.mean([len(d) for d in data])), len(data)
 
 
-def feeding(args, uint8_rate, decode_rate, step_rate, modality):
-    """The loader against the decode limit and the model: {frames per sample, loader
-    samples/s per worker, decode efficiency (its frames/s per worker over bare decode
-    frames/s), target samples/s, workers to feed it}."""
-    frames = args.num_segments * (1 if modality == "rgb" else 2 * args.stack)
+def feeding(args, uint8_rate, decode_rate, frames_per_sample, step_rate):
+    """The loader against the decode limit and the model: {loader samples/s per worker,
+    decode efficiency (its frames/s per worker over bare decode frames/s), target samples/s,
+    workers to feed it}."""
     per_worker = uint8_rate / max(1, args.workers)  # --workers 0: the main process is the one worker
     target = args.target_samples_per_s or step_rate
-    return {"frames_per_sample": frames, "loader_samples_per_s_per_worker": per_worker,
-            "decode_efficiency": per_worker * frames / decode_rate, "target_samples_per_s": target,
+    return {"loader_samples_per_s_per_worker": per_worker,
+            "decode_efficiency": per_worker * frames_per_sample / decode_rate, "target_samples_per_s": target,
             "workers_to_feed": math.ceil(target / per_worker)}
 
 
@@ -502,7 +515,7 @@ def markdown(r):
          f"{r['decode_frames_per_s']:.0f}", "frames/s", f"{r['mean_frame_bytes'] / 1000:.1f} KB per frame"),
         ("loader per worker (uint8 batches / workers)", f"{r['loader_samples_per_s_per_worker']:.1f}", "samples/s",
          f"{r['loader_samples_per_s_per_worker'] * r['frames_per_sample']:.0f} frames/s "
-         f"({r['frames_per_sample']} frames per sample)"),
+         f"({r['frames_per_sample']:.1f} frames decoded per sample)"),
         ("decode efficiency (loader frames/s per worker / bare decode)", f"{r['decode_efficiency']:.2f}", "",
          "1.0 = the loader only decodes"),
         ("workers to feed the target rate", f"{r['workers_to_feed']}", "workers",
@@ -520,7 +533,7 @@ def markdown(r):
          f"{UCF101_TEST_VIDEOS} videos = {r['projected_test_s'] / 60:.1f} min"),
     ]
     head = (f"{r['stream']} stream, {r['device']}, {r['workers']} workers, batch {r['batch_size']} x "
-            f"{k} segments, crop {r['crop_size']}, frames {r['frame_size']}")
+            f"{k} segments, crop {r['crop_size']}, frames {r['frame_size']}, {r['layout']} layout")
     lines = [f"**{head}**", "", "| measurement | value | unit | notes |", "|---|---:|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
@@ -538,7 +551,6 @@ def run(args):
     try:
         classes, train, test, classic = build_sets(args, root, modality)
         loaders = measure_loaders(args, train, classic, loop, device)
-        decode_rate, frame_bytes = measure_decode(args, train)
         pipe_rate, classic_rate, batch = loaders.pop("pipeline"), loaders.pop("classic"), loaders.pop("batch")
 
         torch.manual_seed(args.seed)
@@ -564,8 +576,12 @@ def run(args):
         "pipeline_transform_fraction": loaders["transform"],
         "step_samples_per_s": step_rate,
         # bare cv2.imdecode of the same frames (bytes in memory, one thread) vs the loader per worker
-        "decode_frames_per_s": decode_rate, "mean_frame_bytes": frame_bytes,
-        **feeding(args, loaders["uint8"], decode_rate, step_rate, modality),
+        "decode_frames_per_s": loaders["decode"], "mean_frame_bytes": loaders["bytes"],
+        # frames the loader decodes per sample (K for RGB, K x L x 2 for flow, fewer where a
+        # short video's stacks share frames); frames_per_sample_nominal: without sharing
+        "frames_per_sample": loaders["frames"],
+        "frames_per_sample_nominal": args.num_segments * (1 if modality == "rgb" else 2 * args.stack),
+        **feeding(args, loaders["uint8"], loaders["decode"], loaders["frames"], step_rate),
         "train_samples_per_s": train_rate,
         "data_wait_fraction": wait,
         "eval_videos_per_s": eval_rate,
@@ -585,6 +601,7 @@ def run(args):
         "pipeline_max_in_flight_mb": batch_mb * loaders["prefetch"] * args.workers,
         "target_given": args.target_samples_per_s is not None,
         "data": f"synthetic ({args.flow_texture} flow)" if uses_synthetic(args) else args.data_root,
+        "layout": train.layout.name,
         "cpu_count": os.cpu_count(), "torch": torch.__version__,
     }
     if uses_synthetic(args) and args.keep_data:
