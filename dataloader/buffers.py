@@ -21,7 +21,8 @@ HEADER = 64  # bytes before the data: the flag, padded so that the data stays al
 
 
 def _flag(storage):
-    return torch.empty(0, dtype=torch.uint8).set_(storage, 0, (1,))
+    """The storage's flag byte as a one-element numpy array (cheaper to test than a tensor)."""
+    return torch.empty(0, dtype=torch.uint8).set_(storage, 0, (1,)).numpy()
 
 
 def release(tensor):
@@ -36,21 +37,21 @@ class BatchBuffers:
 
     def __init__(self, keep=3):
         self.keep = keep
-        self.pool = []  # storages, oldest first
+        self.pool = []  # (storage, flag), oldest first
 
     def take(self, shape):
         """A uint8 tensor of `shape` in a shared-memory buffer, marked LENT. Contents undefined."""
         nbytes = 1
         for s in shape:
             nbytes *= s
-        for storage in self.pool:
-            flag = _flag(storage)
+        for storage, flag in self.pool:
             if flag[0] == FREE and storage.nbytes() >= HEADER + nbytes:
                 flag[0] = LENT
                 return _view(storage, shape)
         storage = torch.UntypedStorage._new_shared(HEADER + nbytes)
-        _flag(storage)[0] = LENT
-        self.pool.append(storage)
+        flag = _flag(storage)
+        flag[0] = LENT
+        self.pool.append((storage, flag))
         if len(self.pool) > self.keep:  # forget the oldest; the consumer may still hold it
             self.pool.pop(0)
         return _view(storage, shape)

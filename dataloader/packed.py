@@ -58,6 +58,7 @@ class PackFile:
         except BaseException:
             os.close(self.fd)
             raise
+        self._starts = self.offsets.tolist()  # Python ints: read() indexes them once a frame
 
     def _read_header(self):
         head = os.pread(self.fd, len(MAGIC) + 8, 0)
@@ -76,8 +77,8 @@ class PackFile:
         return len(self.offsets) - 1
 
     def read(self, i):
-        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
-        return os.pread(self.fd, end - start, start)
+        start = self._starts[i]
+        return os.pread(self.fd, self._starts[i + 1] - start, start)
 
     def close(self):
         os.close(self.fd)

@@ -4,6 +4,8 @@ A position p is the 0-based index of the first frame of a sample; a sample spans
 frames (1 for RGB, L for a flow stack), so the usable positions are 0 .. n - span
 (at least position 0, even for a video shorter than the span: indices are clamped).
 """
+import math
+
 import numpy as np
 
 
@@ -16,9 +18,12 @@ def sample_train_positions(num_frames, num_segments, span, rng):
     in each. A video with fewer usable positions than segments repeats positions.
     Returns (K,) int64."""
     usable = usable_positions(num_frames, span)
-    edges = np.floor(np.linspace(0, usable, num_segments + 1)).astype(np.int64)  # (K+1,)
-    lo = np.minimum(edges[:-1], usable - 1)
-    hi = np.maximum(edges[1:], lo + 1)  # exclusive; a segment shorter than one frame keeps lo
+    # Segment edges floor(k * usable / K), computed as np.linspace does (k * step, the last
+    # edge exactly `usable`) but in plain Python: the loader calls this for every item.
+    step = usable / num_segments
+    edges = [math.floor(k * step) for k in range(num_segments)] + [usable]  # K + 1
+    lo = [min(e, usable - 1) for e in edges[:-1]]
+    hi = [max(e, low + 1) for e, low in zip(edges[1:], lo)]  # exclusive; a segment shorter than one frame keeps lo
     return rng.integers(lo, hi)
 
 

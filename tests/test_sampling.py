@@ -112,3 +112,18 @@ def test_test_crop_boxes_hand_worked():
 def test_test_crop_boxes_invalid_count(n):
     with pytest.raises(ValueError, match=str(n)):
         crop_boxes(256, 340, 224, n)
+
+
+def test_train_positions_equal_a_linspace_reference():
+    """Segment edges floor(linspace(0, usable, K + 1)), drawn with the same generator: the
+    positions (and so every run's samples) are those numpy's linspace gives."""
+    for n in range(1, 400, 7):
+        for k in (1, 2, 3, 5, 7):
+            for span in (1, 10):
+                usable = max(n - span + 1, 1)
+                edges = np.floor(np.linspace(0, usable, k + 1)).astype(np.int64)
+                lo = np.minimum(edges[:-1], usable - 1)
+                hi = np.maximum(edges[1:], lo + 1)
+                want = np.random.default_rng(n).integers(lo, hi)
+                got = sample_train_positions(n, k, span, np.random.default_rng(n))
+                assert got.tolist() == want.tolist(), (n, k, span)
