@@ -22,6 +22,8 @@ from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 from dataloader.datasets import BadFrameError, ClipDataset, read_bytes
 from dataloader.sampling import stack_indices
 
+DECODE_CHOICES = ("cpu", "gpu")  # --decode: OpenCV in the data workers (datasets.py), or torchvision here
+
 
 # ------------------------------------------------------------------ JPEG header
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}           # markers without a length field
