@@ -12,6 +12,7 @@ flips and channel order (RGB; flow u_j, v_j at 2j, 2j + 1). to_network_input doe
 Decoders round differently (IDCT, chroma upsampling): pixels may differ from OpenCV's by a
 grey level or two, never in which frame, crop or channel they come from.
 """
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -180,6 +181,12 @@ def collate_encoded(items):
 
 
 # ------------------------------------------------------------------ decoding on the device
+def _reason(error):
+    """The decoder's own words: torchvision prefixes libjpeg's message with its source line."""
+    last = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+    return re.sub(r"^decode_jpeg, \S+:\d+, ", "", last)
+
+
 def _first_undecodable(jpegs, names, mode, device):
     """(name, error) of the first image that does not decode alone: on the CPU first (no
     device state to spoil), then on the device. (None, None) if each decodes alone."""
@@ -205,7 +212,7 @@ def decode_frames(batch, device):
         name, error = _first_undecodable(jpegs, batch.names, mode, device)
         if name is None:
             raise
-        raise BadFrameError(f"{name}: cannot be decoded as a JPEG ({str(error).strip().splitlines()[-1]}); "
+        raise BadFrameError(f"{name}: cannot be decoded as a JPEG ({_reason(error)}); "
                             "fix or re-extract the file and run --check-data") from None
     h, w = batch.frame_size
     for image, name in zip(images, batch.names):
