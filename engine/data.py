@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from dataloader.datasets import ClipDataset, EpochSampler, collate_clips, count_frames
+from dataloader.encoded import EncodedClipDataset, check_gpu_decode, collate_encoded
 from dataloader.layout import open_layout
 from dataloader.splits import DEFAULT_SPLITS_SUBDIR, hold_out_validation, load_split
 
@@ -40,12 +41,25 @@ def build_data(args, spec, info):
     common = dict(stack=getattr(args, "stack", 1), crop_size=args.crop_size, num_segments=args.num_segments,
                   test_frames=args.test_frames, test_crops=args.test_crops, seed=args.seed,
                   on_bad_frame=args.on_bad_frame)
-    test = ClipDataset(split.test, counts, layout, spec.modality, train=False, **common)
+    # --decode gpu: the workers send JPEG bytes (dataloader/encoded.py), decoded in engine.loop.to_device.
+    kind = EncodedClipDataset if getattr(args, "decode", "cpu") == "gpu" else ClipDataset
+    test = kind(split.test, counts, layout, spec.modality, train=False, **common)
     common["frame_size"] = test.frame_size
-    train = ClipDataset(train_entries, counts, layout, spec.modality, train=True, **common)
-    val = ClipDataset(val_entries, counts, layout, spec.modality, train=False, **common) if val_entries else None
+    train = kind(train_entries, counts, layout, spec.modality, train=True, **common)
+    val = kind(val_entries, counts, layout, spec.modality, train=False, **common) if val_entries else None
     sampler = EpochSampler(len(train), args.seed, info.rank, info.world_size)
     return StreamData(split.classes, train, val, test, sampler, holdout.description)
+
+
+def check_decode(choice, device):
+    """--decode gpu needs a CUDA device and a torchvision that decodes JPEGs on it: checked
+    (one tiny JPEG decoded there) before anything is trained or written."""
+    if choice != "gpu":
+        return
+    if device.type != "cuda":
+        raise ValueError(f"--decode gpu decodes the frames on a CUDA GPU, but the run's --device is {device.type}: "
+                         "use --device cuda on a machine with a GPU, or --decode cpu")
+    check_gpu_decode(device)
 
 
 def _worker_init(_):
@@ -53,12 +67,19 @@ def _worker_init(_):
     cv2.setNumThreads(1)  # one decoding thread per worker process; the workers are the parallelism
 
 
+def collate_for(dataset):
+    """The batching of a dataset (of the one a Subset shards): ClipBatches, or EncodedBatches."""
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    return collate_encoded if isinstance(base, EncodedClipDataset) else collate_clips
+
+
 def make_loader(dataset, batch_size, device, workers, seed, sampler=None, persistent=False):
-    """A DataLoader of ClipBatches: pinned memory on CUDA, two batches prefetched per worker."""
+    """A DataLoader of ClipBatches (EncodedBatches for --decode gpu): pinned memory on CUDA,
+    two batches prefetched per worker."""
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=persistent and workers > 0, drop_last=False,
-        prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init, collate_fn=collate_clips,
+        prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init, collate_fn=collate_for(dataset),
         # A private generator: creating loader iterators must not consume the global torch
         # RNG (dropout uses it), or a resumed run would diverge from an uninterrupted one.
         generator=torch.Generator().manual_seed(seed))

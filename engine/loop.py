@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import utils
+from dataloader.datasets import ClipBatch
+from dataloader.encoded import EncodedBatch, decode_clips
 from dataloader.transforms import to_network_input
 from engine.data import eval_shard, make_loader
 from engine.runtime import SINGLE_PROCESS, all_reduce_sum, autocast
@@ -32,11 +34,16 @@ class TrainingDiverged(RuntimeError):
 
 
 def to_device(batch, device, modality):
-    """A ClipBatch -> (network input, labels) on the device. The flip mask stays on the CPU:
-    reading it on the device would cost a sync per batch."""
-    clips = batch.clips.to(device, non_blocking=True)
+    """A ClipBatch -> (network input, labels) on the device; an EncodedBatch (--decode gpu) is
+    decoded and cropped on the device first, then goes the same way. The flip mask stays on
+    the CPU: reading it on the device would cost a sync per batch."""
+    if isinstance(batch, EncodedBatch):
+        clips = decode_clips(batch, device)  # (B, P, C, crop, crop) uint8, as a ClipBatch's clips
+    else:
+        clips = batch.clips.to(device, non_blocking=True)
     x = to_network_input(clips, torch.from_numpy(batch.flips), modality)  # a new tensor: clips were read
-    batch.release()  # a data worker may reuse the batch's shared memory now
+    if isinstance(batch, ClipBatch):
+        batch.release()  # a data worker may reuse the batch's shared memory now
     if device.type == "cuda" and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     elif device.type == "cpu":

@@ -5,6 +5,7 @@ import math
 import os
 
 import utils
+from dataloader.encoded import DECODE_CHOICES
 from dataloader.layout import LAYOUTS
 from dataloader.splits import DATASETS, VAL_FRACTION
 from engine.records import LAST_SCORES, finished_files
@@ -160,6 +161,11 @@ def build_parser(spec):
                         "records and score files are replaced when the new run's first epoch is saved (until "
                         "then they stay intact); with --evaluate, allow replacing OUT/video_scores.pkl")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
+    r.add_argument("--decode", choices=DECODE_CHOICES, default="cpu",
+                   help="where frames are decoded. cpu: each data worker decodes its JPEGs with OpenCV and sends "
+                        "uint8 crops. gpu: the workers only read the JPEG bytes, and torchvision decodes them batched "
+                        "on the GPU (nvJPEG), then crops; for when the CPU cores cannot decode as fast as the GPU "
+                        "trains. Needs --device cuda and a torchvision built with GPU JPEG decoding")
     r.add_argument("--workers", type=non_negative_int, default=min(8, os.cpu_count() or 1), help="data-loading processes per GPU")
     r.add_argument("--test-batch-size", type=positive_int, default=8, help="videos per evaluation batch")
     r.add_argument("--seed", type=non_negative_int, default=0, help="seed for initialisation, shuffling and augmentation")

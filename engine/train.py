@@ -16,7 +16,7 @@ from dataloader.splits import SplitError
 from engine import plots
 from engine.checkpoint import (CheckpointError, build_model, build_optimizer, checkpoint_payload, model_identity,
                                read_prepare_info, restore, resume_hint)
-from engine.data import StreamData, build_data, make_loader
+from engine.data import StreamData, build_data, check_decode, make_loader
 from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
 from engine.options import build_parser, check_args, check_evaluate_out, check_paths, selection_protocol
 from engine.records import BEST_SCORES, LAST_SCORES, VAL_SCORES, finished_files, score_file, update_best, write_records
@@ -96,6 +96,7 @@ def run(spec, args, stop=None):
     check_paths(args)
     info = init_distributed(args.device, args.dist_timeout)
     device = pick_device(args.device, info)
+    check_decode(args.decode, device)
     if args.amp is None:
         args.amp = default_amp(device)
     if device.type == "cuda":

@@ -84,6 +84,23 @@ def test_every_option_has_help():
         assert action.help, action.option_strings
 
 
+def test_decode_gpu_needs_cuda(capsys):
+    assert benchmark.main(CI + ["--decode", "gpu"]) == 2  # CI runs on --device cpu; refused before any data
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--decode gpu" in err and "--device" in err
+
+
+@pytest.mark.slow
+def test_the_decode_gpu_path_runs_with_the_cpu_decoder(tmp_path, capsys, monkeypatch):
+    """No GPU here: the --decode gpu measurements run with torchvision's CPU decoder."""
+    monkeypatch.setattr(benchmark, "check_decode", lambda choice, device: None)
+    assert benchmark.main(CI + ["--stream", "motion", "--workers", "1", "--decode", "gpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["decode"] == "gpu" and result["gpu_decode_frames_per_s"] > 0
+    for key in KEYS:
+        assert math.isfinite(result[key]), key
+
+
 def test_bad_options_are_refused(capsys):
     assert benchmark.main(["--batches", "0"]) == 2
     assert "--batches" in capsys.readouterr().err
@@ -172,3 +189,24 @@ def test_item_frames_are_the_frames_an_item_decodes(data, modality, train, monke
         ds[item]
         listed = [f for pair in ds.item_frames(item) for f in (pair if isinstance(pair, tuple) else (pair,))]
         assert sorted(listed) == sorted(read) and len(set(listed)) == len(listed)
+
+
+def test_the_summary_checks_the_targets(tmp_path):
+    from tools import bench_summary
+    base = {"pipeline_uint8_samples_per_s": 900.0, "decode_efficiency": 0.5, "step_samples_per_s": 400.0,
+            "train_samples_per_s": 380.0, "eval_videos_per_s": 40.0}
+    fast = base | {"stream": "spatial", "decode": "gpu", "gpu_decode_frames_per_s": 5000.0, "data_wait_fraction": 0.02,
+                   "projected_epoch_s": 50.0, "projected_test_s": 100.0}
+    slow = base | {"stream": "motion", "decode": "cpu", "gpu_decode_frames_per_s": None, "data_wait_fraction": 0.4,
+                   "projected_epoch_s": 150.0, "projected_test_s": 130.0}
+    for name, r in (("fast", fast), ("slow", slow)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(r) + "\n")
+    out = tmp_path / "summary.md"
+    files = [str(tmp_path / n) for n in ("fast.json", "slow.json", "absent.json")]
+    assert bench_summary.main(files + ["--out", str(out)]) == 0
+    rows = out.read_text().splitlines()[2:]
+    assert len(rows) == 3
+    cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+    assert cells[0][1:3] == ["spatial", "gpu"] and cells[0][5] == "5000" and cells[0][-3:] == ["yes", "yes (<= 1 min)", "yes"]
+    assert cells[1][5] == "-" and cells[1][-3:] == ["**no**", "**no** (<= 2 min)", "**no**"]  # 2.5 min > 2, 2.17 > 2
+    assert "no result" in rows[2]

@@ -19,6 +19,11 @@ Measures, on the same videos and the same sample positions / crops / flips:
 5. eval      video-level evaluation with engine.loop.evaluate and the default test protocol;
 6. projected UCF101 split-1 train-epoch (9537 videos) and test-pass (3783 videos) times.
 
+With --decode gpu (CUDA only) the pipeline is the training scripts' --decode gpu path: the
+workers deliver JPEG bytes (EncodedBatch, dataloader/encoded.py), the loader-only rate is
+theirs, and to_device decodes on the GPU; it also measures the GPU decode rate alone
+(decode_clips on batches already in memory, synchronised: gpu_decode_frames_per_s).
+
 A "sample" is one training video item (K segments). Rates exclude warm-up batches (worker
 start-up, first decodes, cuDNN autotuning). Prints a Markdown table, then one JSON line.
 """
@@ -45,12 +50,13 @@ import utils
 import cv2
 
 from dataloader.datasets import ClipDataset, EpochSampler, count_frames, decode_flag, read_bytes
+from dataloader.encoded import DECODE_CHOICES, EncodedBatch, EncodedClipDataset, collate_encoded, decode_clips
 from dataloader.layout import LAYOUTS, PACKED_DIR, open_layout
 from dataloader.sampling import random_crop_box, sample_train_positions, stack_indices
 from dataloader.splits import DATASETS, DEFAULT_SPLITS_SUBDIR, load_split
 from dataloader.transforms import FLOW_MEAN, FLOW_STD, RGB_MEAN, RGB_STD
 from engine.checkpoint import build_model
-from engine.data import make_loader
+from engine.data import check_decode, make_loader
 from engine.loop import LoopConfig, evaluate, to_device, train_one_epoch
 from engine.runtime import autocast, default_amp, enable_huge_pages, pick_device, set_cpu_threads
 from engine.streams import STREAMS
@@ -241,6 +247,10 @@ def build_parser():
     s = p.add_argument_group("what to run")
     s.add_argument("--stream", choices=("spatial", "motion"), default="spatial", help="which stream's data and model")
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
+    s.add_argument("--decode", choices=DECODE_CHOICES, default="cpu",
+                   help="as the training scripts: cpu = the workers decode with OpenCV; gpu = the workers send JPEG "
+                        "bytes and torchvision decodes them on the GPU (needs --device cuda); also measures the GPU "
+                        "decode rate alone")
     s.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="data-loading processes (the same for the pipeline and the baseline)")
     s.add_argument("--batch-size", type=int, default=8, help="training videos per batch")
@@ -327,8 +337,9 @@ def build_sets(args, root, modality):
     counts = count_frames(split.train + test_entries, layout, modality)
     common = dict(stack=args.stack, crop_size=args.crop_size, num_segments=args.num_segments,
                   test_frames=args.test_frames, test_crops=args.test_crops, seed=args.seed)
-    train = ClipDataset(split.train, counts, layout, modality, train=True, **common)
-    test = ClipDataset(test_entries, counts, layout, modality, train=False, frame_size=train.frame_size, **common)
+    kind = EncodedClipDataset if args.decode == "gpu" else ClipDataset  # as engine.data.build_data
+    train = kind(split.train, counts, layout, modality, train=True, **common)
+    test = kind(test_entries, counts, layout, modality, train=False, frame_size=train.frame_size, **common)
     classic = ClassicClipDataset(split.train, counts, layout, modality, frame_size=train.frame_size,
                                  stack=args.stack, crop_size=args.crop_size, num_segments=args.num_segments,
                                  seed=args.seed)
@@ -373,7 +384,10 @@ def measure_loaders(args, train, classic, loop, device):
         return x
 
     def uint8_consume(batch):  # the loader alone: uint8 clips on the device, no flip/normalise
-        torch.from_numpy(batch.labels).to(device, non_blocking=True)
+        labels = torch.from_numpy(batch.labels).to(device, non_blocking=True)
+        if isinstance(batch, EncodedBatch):  # --decode gpu: JPEG bytes, which stay on the CPU for decode_jpeg
+            touch(batch.data)
+            return labels
         x = touch(batch.clips.to(device, non_blocking=True))
         batch.release()  # as to_device: done with the worker's buffer (on a GPU the pin thread releases it)
         return x
@@ -427,6 +441,27 @@ def measure_decode(train, items):
             cv2.imdecode(d, flag)
         rates.append(len(data) / (time.perf_counter() - start))
     return statistics.median(rates), float(np.mean([len(d) for d in data])), len(data)
+
+
+def measure_gpu_decode(args, train, device):
+    """Frames/s of dataloader.encoded.decode_clips on the device (batched decode + crops),
+    synchronised, on EncodedBatches of training items gathered beforehand (pinned on CUDA, as
+    the loader delivers them): the device's decode rate without any loader. A frame is one
+    JPEG: an RGB frame, or one flow component (u or v), as in decode_frames_per_s."""
+    b = args.batch_size
+    items = training_items(len(train), args.seed, (args.warmup + args.batches) * b)
+    batches = [collate_encoded([train[i] for i in items[k:k + b]]) for k in range(0, len(items), b)]
+    if device.type == "cuda":
+        batches = [batch._replace(data=batch.data.pin_memory()) for batch in batches]
+    for batch in batches[:args.warmup]:
+        decode_clips(batch, device)
+    synchronize(device)
+    timed = batches[args.warmup:]
+    start = time.perf_counter()
+    for batch in timed:
+        decode_clips(batch, device)
+    synchronize(device)
+    return sum(len(batch.offsets) - 1 for batch in timed) / (time.perf_counter() - start)
 
 
 def feeding(args, uint8_rate, decode_rate, frames_per_sample, step_rate):
@@ -487,9 +522,9 @@ def measure_train(model, optimizer, train, device, args, loop):
 def measure_eval(model, test, device, loop):
     """Videos/s of engine.loop.evaluate (its own short-lived loader, worker start-up included),
     after a warm-up evaluation of one batch of videos."""
-    warm = ClipDataset(test.entries[:loop.test_batch_size], test.counts, test.layout, test.modality,
-                       stack=test.span, crop_size=test.crop, train=False, test_frames=test.test_frames,
-                       test_crops=test.test_crops, frame_size=test.frame_size)
+    warm = type(test)(test.entries[:loop.test_batch_size], test.counts, test.layout, test.modality,
+                      stack=test.span, crop_size=test.crop, train=False, test_frames=test.test_frames,
+                      test_crops=test.test_crops, frame_size=test.frame_size)
     evaluate(model, warm, device, loop, desc="warm-up")
     synchronize(device)
     start = time.perf_counter()
@@ -502,10 +537,10 @@ def measure_eval(model, test, device, loop):
 def markdown(r):
     k = r["num_segments"]
     rows = [
-        ("data pipeline (ClipDataset + make_loader + to_network_input)", f"{r['pipeline_samples_per_s']:.1f}",
-         "samples/s", f"{r['workers']} workers; flip/normalise on {r['device']} took "
+        ("data pipeline (the dataset + make_loader + to_device)", f"{r['pipeline_samples_per_s']:.1f}",
+         "samples/s", f"{r['workers']} workers; {'flip/normalise' if r['decode'] == 'cpu' else 'decode, crop, flip/normalise'} on {r['device']} took "
          f"{100 * r['pipeline_transform_fraction']:.0f}% of the time"),
-        ("data pipeline, loader only (uint8 batches, no flip/normalise)",
+        ("data pipeline, loader only (what the workers deliver: uint8 clips, or JPEG bytes with --decode gpu)",
          f"{r['pipeline_uint8_samples_per_s']:.1f}", "samples/s",
          f"{r['pipeline_uint8_samples_per_s'] / r['classic_samples_per_s']:.2f}x the baseline"),
         ("classic baseline (PIL per frame, float transforms, default collate)",
@@ -513,11 +548,12 @@ def markdown(r):
         ("speedup (pipeline / classic)", f"{r['speedup']:.2f}", "x", ""),
         ("bare JPEG decode of the same frames, one core (cv2.imdecode from memory)",
          f"{r['decode_frames_per_s']:.0f}", "frames/s", f"{r['mean_frame_bytes'] / 1000:.1f} KB per frame"),
-        ("loader per worker (uint8 batches / workers)", f"{r['loader_samples_per_s_per_worker']:.1f}", "samples/s",
+        ("loader per worker (loader only / workers)", f"{r['loader_samples_per_s_per_worker']:.1f}", "samples/s",
          f"{r['loader_samples_per_s_per_worker'] * r['frames_per_sample']:.0f} frames/s "
          f"({r['frames_per_sample']:.1f} frames decoded per sample)"),
         ("decode efficiency (loader frames/s per worker / bare decode)", f"{r['decode_efficiency']:.2f}", "",
-         "1.0 = the loader only decodes"),
+         "1.0 = the loader only decodes" if r["decode"] == "cpu" else
+         "--decode gpu: the workers only read bytes (above 1: faster than a decoding worker)"),
         ("workers to feed the target rate", f"{r['workers_to_feed']}", "workers",
          f"target {r['target_samples_per_s']:.1f} samples/s"
          f"{' (given)' if r['target_given'] else ' (the model step here)'}"),
@@ -532,9 +568,12 @@ def markdown(r):
         ("projected UCF101 split-1 test pass", f"{r['projected_test_s']:.0f}", "s",
          f"{UCF101_TEST_VIDEOS} videos = {r['projected_test_s'] / 60:.1f} min"),
     ]
-    head = (f"{r['stream']} stream, {r['device']}, {r['workers']} workers, batch {r['batch_size']} x "
-            f"{k} segments, crop {r['crop_size']}, frames {r['frame_size']}, {r['layout']} layout")
+    head = (f"{r['stream']} stream, {r['device']}, --decode {r['decode']}, {r['workers']} workers, batch "
+            f"{r['batch_size']} x {k} segments, crop {r['crop_size']}, frames {r['frame_size']}, {r['layout']} layout")
     lines = [f"**{head}**", "", "| measurement | value | unit | notes |", "|---|---:|---|---|"]
+    if r["decode"] == "gpu":
+        rows.insert(5, ("GPU decode alone (decode_clips: batched decode_jpeg + crops, synchronised)",
+                        f"{r['gpu_decode_frames_per_s']:.0f}", "frames/s", f"on {r['device']}"))
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
 
@@ -542,6 +581,7 @@ def markdown(r):
 def run(args):
     check_options(args)
     device = pick_device(args.device)
+    check_decode(args.decode, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the engine
     spec = STREAMS[args.stream]
@@ -551,6 +591,7 @@ def run(args):
     try:
         classes, train, test, classic = build_sets(args, root, modality)
         loaders = measure_loaders(args, train, classic, loop, device)
+        gpu_decode_rate = measure_gpu_decode(args, train, device) if args.decode == "gpu" else None
         pipe_rate, classic_rate, batch = loaders.pop("pipeline"), loaders.pop("classic"), loaders.pop("batch")
 
         torch.manual_seed(args.seed)
@@ -570,13 +611,16 @@ def run(args):
         "pipeline_samples_per_s": pipe_rate,
         "classic_samples_per_s": classic_rate,
         "speedup": pipe_rate / classic_rate,
-        # the same loader without the flip/normalise (uint8 batches on the device)
+        # the same loader without the flip/normalise (uint8 batches on the device; --decode gpu: the
+        # EncodedBatches the workers deliver, not decoded)
         "pipeline_uint8_samples_per_s": loaders["uint8"],
-        # share of the pipeline's timed pass spent in this process on flip/normalise (_to_device)
+        # share of the pipeline's timed pass spent in this process in to_device (flip/normalise; --decode gpu: and decode)
         "pipeline_transform_fraction": loaders["transform"],
         "step_samples_per_s": step_rate,
         # bare cv2.imdecode of the same frames (bytes in memory, one thread) vs the loader per worker
+        # (with --decode gpu the workers read bytes only: the loader rate is theirs, not a decoding one)
         "decode_frames_per_s": loaders["decode"], "mean_frame_bytes": loaders["bytes"],
+        "decode": args.decode, "gpu_decode_frames_per_s": gpu_decode_rate,  # None (null) with --decode cpu
         # frames the loader decodes per sample (K for RGB, K x L x 2 for flow, fewer where a
         # short video's stacks share frames); frames_per_sample_nominal: without sharing
         "frames_per_sample": loaders["frames"],

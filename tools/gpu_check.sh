@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# One-go GPU check of the input pipeline (for a session with a lent GPU; ~3-5 min, at most ~8).
-# Generates a 340x256 synthetic set, runs tools/benchmark.py for both streams on CUDA with
-# realistic settings, and writes the JSON lines to $OUT/bench_spatial.json and
-# $OUT/bench_motion.json (logs beside them). Run from the repository root:
+# One-go GPU check of the input pipeline (for a session with a lent GPU; at most ~8 min).
+# Generates a 340x256 synthetic set (once; kept in $DATA), then runs tools/benchmark.py for
+# both streams on CUDA with --decode cpu (OpenCV in the workers) and --decode gpu (JPEG bytes
+# from the workers, decoded on the GPU): 16 workers, bf16 autocast (--amp), channels_last
+# (the engine's choice on CUDA), a training slice with its data-wait share, and the
+# 19-position evaluation rate. Writes $OUT/bench_<stream>_<decode>.json (logs beside them)
+# and $OUT/summary.md (tools/bench_summary.py: the table and the targets). Each benchmark
+# call has its own timeout; one that fails does not stop the others. Builds and installs
+# nothing. Run from anywhere:
 #     OUT=/some/dir bash tools/gpu_check.sh
 set -u -o pipefail
 OUT="${OUT:-/tmp/gpu_check}"
 mkdir -p "$OUT"
 WORKERS="${WORKERS:-16}"
 DATA="${DATA:-/tmp/gpu_check_data}"
+LIMIT="${LIMIT:-80}"   # seconds per benchmark call: 150 (data) + 4 x 80 = 470 s at most
 cd "$(dirname "$0")/.."
 
 {
   date
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | head -3
-  python -c "import torch, os; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cpus', os.cpu_count())"
+  python -c "import torch, torchvision, os; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.version.cuda, 'cpus', os.cpu_count())"
   df -h /dev/shm 2>&1 | tail -1   # DataLoader batches travel through shared memory
   free -g | head -2
 } | tee "$OUT/env.txt"
@@ -27,15 +33,22 @@ if ! grep -q '"flow_texture": "realistic"' "$DATA/synthetic.json" 2>/dev/null; t
 fi
 
 # Spatial: batch 64 (3 x 64 = 192 images per step). Motion: batch 32, the motion stream's default
-# (a classic float batch of 32 motion videos is 385 MB; prefetch 4 x 16 workers of them must fit
+# (a classic float batch of 32 motion videos is 385 MB; prefetch 2 x 16 workers of them must fit
 # in /dev/shm). Eval: the default protocol (19 positions, 1 crop), 160 videos.
-COMMON=(--data-root "$DATA" --device cuda --workers "$WORKERS" --crop-size 224
-        --warmup 3 --step-batches 30 --eval-videos 160 --test-batch-size 8)
+COMMON=(--data-root "$DATA" --device cuda --amp --workers "$WORKERS" --crop-size 224 --test-frames 19
+        --warmup 3 --step-batches 30 --eval-videos 160 --test-batch-size 8 --repeats 1 --train-batches 30)
 rc=0
-timeout 160 python -m tools.benchmark --stream spatial --batch-size 64 --batches 40 --repeats 2 \
-    --train-batches 30 "${COMMON[@]}" --json "$OUT/bench_spatial.json" 2>&1 | tee "$OUT/bench_spatial.log" || rc=1
-timeout 160 python -m tools.benchmark --stream motion --batch-size 32 --batches 20 --repeats 2 \
-    --train-batches 30 "${COMMON[@]}" --json "$OUT/bench_motion.json" 2>&1 | tee "$OUT/bench_motion.log" || rc=1
+for decode in cpu gpu; do
+  for stream in spatial motion; do
+    if [ "$stream" = spatial ]; then size=(--batch-size 64 --batches 30); else size=(--batch-size 32 --batches 15); fi
+    name="bench_${stream}_${decode}"
+    rm -f "$OUT/$name.json"  # a result of an earlier run must not pass for this one
+    timeout "$LIMIT" python -m tools.benchmark --stream "$stream" --decode "$decode" "${size[@]}" "${COMMON[@]}" \
+        --json "$OUT/$name.json" > "$OUT/$name.log" 2>&1 || { echo "$name: failed (exit $?), see $OUT/$name.log"; rc=1; }
+    tail -n 20 "$OUT/$name.log"
+  done
+done
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>&1 | tail -1 >> "$OUT/env.txt"
+python -m tools.bench_summary "$OUT"/bench_{spatial,motion}_{cpu,gpu}.json --out "$OUT/summary.md" || rc=1
 ls -l "$OUT"
 exit $rc
