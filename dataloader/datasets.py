@@ -126,9 +126,12 @@ class ClipDataset(Dataset):
                 return None
         return chans
 
-    def _load_frame(self, video, paths_of, i, n):
-        """Channels of frame i; under --on-bad-frame skip, of the nearest readable frame."""
-        chans = self.read_channels(paths_of, i)
+    def _load_frame(self, video, paths_of, i, n, read=None):
+        """(channels of frame i, 0); under --on-bad-frame skip, (those of the nearest readable
+        frame, nearest earlier first, 1). `read(paths_of, i)` reads a frame or gives None:
+        read_channels here, the JPEG bytes in dataloader/encoded.py: one rule for both."""
+        read = read or self.read_channels
+        chans = read(paths_of, i)
         if chans is not None:
             return chans, 0
         bad = paths_of(i)
@@ -138,7 +141,7 @@ class ClipDataset(Dataset):
                 f"'{video}'); fix the file, run --check-data, or pass --on-bad-frame skip")
         for d in range(1, n):
             for j in (i - d, i + d):
-                if 0 <= j < n and (chans := self.read_channels(paths_of, j)) is not None:
+                if 0 <= j < n and (chans := read(paths_of, j)) is not None:
                     return chans, 1
         raise BadFrameError(f"'{video}': no readable {self.modality} frame at all (first: {bad})")
 

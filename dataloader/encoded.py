@@ -114,23 +114,6 @@ class EncodedClipDataset(ClipDataset):
         images = [(self._read_image(p), str(p)) for p in paths]
         return None if any(data is None for data, _ in images) else images
 
-    def _load_encoded(self, video, paths_of, i, n):
-        """Images of frame i; under --on-bad-frame skip, of the nearest readable frame (as
-        ClipDataset._load_frame, nearest earlier frame first)."""
-        images = self.read_encoded(paths_of, i)
-        if images is not None:
-            return images, 0
-        bad = paths_of(i)
-        if self.on_bad_frame != "skip":
-            raise BadFrameError(
-                f"{bad}: missing, corrupt, or not {self.frame_size[1]}x{self.frame_size[0]} (frame {i + 1} of "
-                f"'{video}'); fix the file, run --check-data, or pass --on-bad-frame skip")
-        for d in range(1, n):
-            for j in (i - d, i + d):
-                if 0 <= j < n and (images := self.read_encoded(paths_of, j)) is not None:
-                    return images, 1
-        raise BadFrameError(f"'{video}': no readable {self.modality} frame at all (first: {bad})")
-
     def __getitem__(self, item):
         index, positions, boxes = self._plan(item)
         video, label = self.entries[index]
@@ -143,7 +126,7 @@ class EncodedClipDataset(ClipDataset):
             for i in stack_indices(int(p), self.span, n):
                 i = int(i)
                 if i not in stored:
-                    images, b = self._load_encoded(video, paths_of, i, n)
+                    images, b = self._load_frame(video, paths_of, i, n, read=self.read_encoded)
                     stored[i] = (list(range(len(jpegs), len(jpegs) + len(images))), b)
                     jpegs += [data for data, _ in images]
                     names += [name for _, name in images]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-go GPU check of the input pipeline (for a session with a lent GPU; at most ~8 min).
-# Generates a 340x256 synthetic set (once; kept in $DATA), then runs tools/benchmark.py for
+# Generates a 340x256 synthetic set (once; kept in $DATA, packed), then runs tools/benchmark.py for
 # both streams on CUDA with --decode cpu (OpenCV in the workers) and --decode gpu (JPEG bytes
 # from the workers, decoded on the GPU): 16 workers, bf16 autocast (--amp), channels_last
 # (the engine's choice on CUDA), a training slice with its data-wait share, and the
@@ -31,11 +31,14 @@ if ! grep -q '"flow_texture": "realistic"' "$DATA/synthetic.json" 2>/dev/null; t
   timeout 150 python -m tools.make_synthetic "$DATA" --width 340 --height 256 \
       --videos-per-class 30 --min-frames 24 --max-frames 48 --flow-texture realistic 2>&1 | tee "$OUT/make_synthetic.log"
 fi
+# Packs (one file per video and source; the layout training prefers when present): the
+# loader's fast path. A few seconds.
+[ -d "$DATA/packed" ] || timeout 60 python -m tools.pack_frames --data-root "$DATA" --workers 8 2>&1 | tail -2 | tee "$OUT/pack_frames.log"
 
 # Spatial: batch 64 (3 x 64 = 192 images per step). Motion: batch 32, the motion stream's default
 # (a classic float batch of 32 motion videos is 385 MB; prefetch 2 x 16 workers of them must fit
 # in /dev/shm). Eval: the default protocol (19 positions, 1 crop), 160 videos.
-COMMON=(--data-root "$DATA" --device cuda --amp --workers "$WORKERS" --crop-size 224 --test-frames 19
+COMMON=(--data-root "$DATA" --layout packed --device cuda --amp --workers "$WORKERS" --crop-size 224 --test-frames 19
         --warmup 3 --step-batches 30 --eval-videos 160 --test-batch-size 8 --repeats 1 --train-batches 30)
 rc=0
 for decode in cpu gpu; do
