@@ -121,3 +121,23 @@ def test_a_worker_reuses_released_buffers_without_corrupting_batches(tiny, modal
         assert np.array_equal(a.indices, b.indices)
         want = ds.__getitems__([(i, 1) for i in a.indices.tolist()])
         assert torch.equal(a.clips, want.clips) and torch.equal(b.clips, want.clips)
+
+
+def test_pinning_a_batch_releases_its_buffer(monkeypatch):
+    """On CUDA the DataLoader's pin-memory thread calls ClipBatch.pin_memory: the clips are
+    copied (to pinned memory) and the worker's buffer is released at once. Pinning needs a
+    GPU, so the copy is a plain clone here; what is tested is the release and the copy."""
+    from dataloader.buffers import FREE, LENT, _flag
+    from dataloader.datasets import ClipBatch
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self.clone())
+    pool = BatchBuffers()
+    clips = pool.take((2, 3, 4, 4))
+    clips.copy_(torch.arange(clips.numel(), dtype=torch.uint8).view(clips.shape))
+    batch = ClipBatch(clips, np.zeros((2, 3), bool), np.zeros(2, np.int64), np.arange(2), 0, lease=True)
+    flag = _flag(clips.untyped_storage())
+    assert flag[0] == LENT
+    pinned = batch.pin_memory()
+    assert flag[0] == FREE and not pinned.lease
+    assert torch.equal(pinned.clips, clips) and pinned.clips.data_ptr() != clips.data_ptr()
+    pinned.release()  # a pinned batch has no buffer: releasing it again changes nothing
+    assert pool.take((2, 3, 4, 4)).data_ptr() == clips.data_ptr()
