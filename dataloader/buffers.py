@@ -18,6 +18,7 @@ import torch
 
 LENT, FREE = 0, 1
 HEADER = 64  # bytes before the data: the flag, padded so that the data stays aligned
+PREFETCH_FACTOR = 2  # batches a worker prepares ahead (engine.data.make_loader); buffers kept: one more
 
 
 def _flag(storage):
@@ -35,7 +36,7 @@ class BatchBuffers:
     """A worker's pool of at most `keep` shared-memory buffers. keep = prefetch_factor + 1
     covers the steady state: the batches queued for the consumer plus the one it holds."""
 
-    def __init__(self, keep=3):
+    def __init__(self, keep=PREFETCH_FACTOR + 1):
         self.keep = keep
         self.pool = []  # (storage, flag), oldest first
 

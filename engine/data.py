@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from dataloader.buffers import PREFETCH_FACTOR
 from dataloader.datasets import ClipDataset, EpochSampler, collate_clips, count_frames
 from dataloader.encoded import EncodedClipDataset, check_gpu_decode, collate_encoded
 from dataloader.layout import open_layout
@@ -75,11 +76,11 @@ def collate_for(dataset):
 
 def make_loader(dataset, batch_size, device, workers, seed, sampler=None, persistent=False):
     """A DataLoader of ClipBatches (EncodedBatches for --decode gpu): pinned memory on CUDA,
-    two batches prefetched per worker."""
+    PREFETCH_FACTOR (2) batches prefetched per worker."""
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=persistent and workers > 0, drop_last=False,
-        prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init, collate_fn=collate_for(dataset),
+        prefetch_factor=PREFETCH_FACTOR if workers > 0 else None, worker_init_fn=_worker_init, collate_fn=collate_for(dataset),
         # A private generator: creating loader iterators must not consume the global torch
         # RNG (dropout uses it), or a resumed run would diverge from an uninterrupted one.
         generator=torch.Generator().manual_seed(seed))
