@@ -141,3 +141,26 @@ def test_pinning_a_batch_releases_its_buffer(monkeypatch):
     assert torch.equal(pinned.clips, clips) and pinned.clips.data_ptr() != clips.data_ptr()
     pinned.release()  # a pinned batch has no buffer: releasing it again changes nothing
     assert pool.take((2, 3, 4, 4)).data_ptr() == clips.data_ptr()
+
+
+@pytest.mark.parametrize("modality", ["rgb", "flow"])
+def test_what_training_sees_through_reused_buffers_is_exact(tiny, modality):
+    """The training loader as the engine runs it (two persistent workers, three epochs,
+    to_device releasing every batch): each network input equals the one computed in this
+    process from the same items, while the workers reuse their buffers."""
+    from engine.loop import to_device
+    ds = dataset(tiny, modality)
+    sampler = EpochSampler(len(ds), seed=7)
+    loader = make_loader(ds, 3, torch.device("cpu"), 2, seed=0, sampler=sampler, persistent=True)
+    inodes, batches = [], 0
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        for batch in loader:
+            inodes.append(os.fstat(batch.clips.untyped_storage()._share_fd_cpu_()[0]).st_ino)
+            items = [(i, epoch) for i in batch.indices.tolist()]
+            x, y = to_device(batch, torch.device("cpu"), modality)
+            want_x, want_y = to_device(ds.__getitems__(items), torch.device("cpu"), modality)
+            assert torch.equal(x, want_x) and torch.equal(y, want_y)
+            batches += 1
+    assert batches == 3 * len(loader)
+    assert len(set(inodes)) <= 2 * 4 < len(inodes)  # two workers, a few buffers each, reused
