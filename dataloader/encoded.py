@@ -124,7 +124,6 @@ class EncodedClipDataset(ClipDataset):
         for p in positions:
             row = []
             for i in stack_indices(int(p), self.span, n):
-                i = int(i)
                 if i not in stored:
                     images, b = self._load_frame(video, paths_of, i, n, read=self.read_encoded)
                     stored[i] = (list(range(len(jpegs), len(jpegs) + len(images))), b)
@@ -195,7 +194,7 @@ def decode_frames(batch, device):
     mode = ImageReadMode.RGB if batch.color else ImageReadMode.GRAY
     try:
         images = decode_jpeg(jpegs, mode=mode, device=device)
-    except RuntimeError as e:
+    except RuntimeError:
         name, error = _first_undecodable(jpegs, batch.names, mode, device)
         if name is None:
             raise

@@ -42,14 +42,19 @@ def build_data(args, spec, info):
     common = dict(stack=getattr(args, "stack", 1), crop_size=args.crop_size, num_segments=args.num_segments,
                   test_frames=args.test_frames, test_crops=args.test_crops, seed=args.seed,
                   on_bad_frame=args.on_bad_frame)
-    # --decode gpu: the workers send JPEG bytes (dataloader/encoded.py), decoded in engine.loop.to_device.
-    kind = EncodedClipDataset if getattr(args, "decode", "cpu") == "gpu" else ClipDataset
+    kind = dataset_class(getattr(args, "decode", "cpu"))
     test = kind(split.test, counts, layout, spec.modality, train=False, **common)
     common["frame_size"] = test.frame_size
     train = kind(train_entries, counts, layout, spec.modality, train=True, **common)
     val = kind(val_entries, counts, layout, spec.modality, train=False, **common) if val_entries else None
     sampler = EpochSampler(len(train), args.seed, info.rank, info.world_size)
     return StreamData(split.classes, train, val, test, sampler, holdout.description)
+
+
+def dataset_class(decode):
+    """The dataset of a --decode choice: ClipDataset (the workers decode, cpu), or
+    EncodedClipDataset (gpu: the workers send JPEG bytes, engine.loop.to_device decodes them)."""
+    return EncodedClipDataset if decode == "gpu" else ClipDataset
 
 
 def check_decode(choice, device):

@@ -49,14 +49,14 @@ from torchvision import transforms
 import utils
 import cv2
 
-from dataloader.datasets import ClipDataset, EpochSampler, count_frames, decode_flag, read_bytes
-from dataloader.encoded import DECODE_CHOICES, EncodedBatch, EncodedClipDataset, collate_encoded, decode_clips
+from dataloader.datasets import EpochSampler, count_frames, decode_flag, read_bytes
+from dataloader.encoded import DECODE_CHOICES, EncodedBatch, collate_encoded, decode_clips
 from dataloader.layout import LAYOUTS, PACKED_DIR, open_layout
 from dataloader.sampling import random_crop_box, sample_train_positions, stack_indices
 from dataloader.splits import DATASETS, DEFAULT_SPLITS_SUBDIR, load_split
 from dataloader.transforms import FLOW_MEAN, FLOW_STD, RGB_MEAN, RGB_STD
 from engine.checkpoint import build_model
-from engine.data import check_decode, make_loader
+from engine.data import check_decode, dataset_class, make_loader
 from engine.loop import LoopConfig, evaluate, to_device, train_one_epoch
 from engine.runtime import autocast, default_amp, enable_huge_pages, pick_device, set_cpu_threads
 from engine.streams import STREAMS
@@ -337,7 +337,7 @@ def build_sets(args, root, modality):
     counts = count_frames(split.train + test_entries, layout, modality)
     common = dict(stack=args.stack, crop_size=args.crop_size, num_segments=args.num_segments,
                   test_frames=args.test_frames, test_crops=args.test_crops, seed=args.seed)
-    kind = EncodedClipDataset if args.decode == "gpu" else ClipDataset  # as engine.data.build_data
+    kind = dataset_class(args.decode)
     train = kind(split.train, counts, layout, modality, train=True, **common)
     test = kind(test_entries, counts, layout, modality, train=False, frame_size=train.frame_size, **common)
     classic = ClassicClipDataset(split.train, counts, layout, modality, frame_size=train.frame_size,
