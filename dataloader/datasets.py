@@ -55,7 +55,7 @@ def count_frames(entries, layout, modality, min_frames=1):
 
 
 def read_bytes(path):
-    """The bytes of a frame file, or of a PackedFrame (None if unreadable)."""
+    """The bytes of a frame file, or of a PackedFrame (a memoryview; None if unreadable)."""
     if not isinstance(path, str):
         return path.read()
     try:

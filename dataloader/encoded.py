@@ -61,7 +61,7 @@ def jpeg_size(data):
 class EncodedItem(NamedTuple):
     """One video's frames as JPEG bytes (a worker builds it; collate_encoded batches them).
     Q = positions, G = images per position (RGB 1; flow 2L: u1, v1, ..., uL, vL), nb = crops."""
-    jpegs: list              # distinct images of the item, bytes
+    jpegs: list              # distinct images of the item, bytes-like (packs: memoryviews)
     names: list              # their files (str), for error messages
     slots: np.ndarray        # (Q, G) int64: index into jpegs of image g of position q
     boxes: np.ndarray        # (nb, 2) int64: (top, left) of each crop

@@ -11,6 +11,7 @@ File format (little-endian):
     uint64    n + 1 offsets from the start of the file: frame i is bytes [off[i], off[i + 1])
     ...       the JPEG bytes of frames 1..n, unchanged
 """
+import mmap
 import os
 from collections import OrderedDict
 
@@ -47,27 +48,30 @@ def write_pack(path, frames):
 class PackFile:
     """An open pack: len() frames, read(i) -> the JPEG bytes of frame i (0-based).
 
-    Reads with os.pread, which has no file position, so one descriptor inherited by
-    forked data workers serves them all."""
+    The file is memory-mapped: read(i) is a view of the page cache, no system call and no
+    copy (os.pread cost 4-7 us a frame, 5% of decoding a flow frame). Forked data workers
+    share the mapping. A pack must not be changed in place while it is open (pack_frames
+    replaces packs by renaming, which is safe): reading a truncated mapping kills the
+    process with SIGBUS."""
 
     def __init__(self, path):
         self.path = path
-        self.fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
         try:
-            self.offsets = self._read_header()
-        except BaseException:
-            os.close(self.fd)
-            raise
+            self.offsets = self._read_header(fd)
+            self._map = memoryview(mmap.mmap(fd, 0, prot=mmap.PROT_READ))
+        finally:
+            os.close(fd)  # the mapping keeps the file
         self._starts = self.offsets.tolist()  # Python ints: read() indexes them once a frame
 
-    def _read_header(self):
-        head = os.pread(self.fd, len(MAGIC) + 8, 0)
+    def _read_header(self, fd):
+        head = os.pread(fd, len(MAGIC) + 8, 0)
         if len(head) < len(MAGIC) + 8 or head[:len(MAGIC)] != MAGIC:
             raise PackError(f"{self.path}: not a frame pack (bad header); re-run python -m tools.pack_frames")
         n = int(np.frombuffer(head[len(MAGIC):], "<u8")[0])
-        raw = os.pread(self.fd, 8 * (n + 1), len(MAGIC) + 8)
+        raw = os.pread(fd, 8 * (n + 1), len(MAGIC) + 8)
         offsets = np.frombuffer(raw, "<u8").astype(np.int64) if len(raw) == 8 * (n + 1) else None
-        size = os.fstat(self.fd).st_size
+        size = os.fstat(fd).st_size
         if offsets is None or offsets[-1] != size or np.any(np.diff(offsets) < 0):
             raise PackError(f"{self.path}: truncated or corrupt pack (index does not match the file size "
                             f"{size}); delete it and re-run python -m tools.pack_frames")
@@ -77,11 +81,13 @@ class PackFile:
         return len(self.offsets) - 1
 
     def read(self, i):
-        start = self._starts[i]
-        return os.pread(self.fd, self._starts[i + 1] - start, start)
+        """Frame i's JPEG bytes: a read-only memoryview into the mapped pack."""
+        return self._map[self._starts[i]:self._starts[i + 1]]
 
     def close(self):
-        os.close(self.fd)
+        # Views handed out may still be alive (a frame being decoded): dropping the reference
+        # unmaps the file once the last of them is gone, where mmap.close() would raise.
+        self._map = None
 
 
 class PackCache:
@@ -98,7 +104,7 @@ class PackCache:
             self._open.popitem(last=False)[1].close()
         return pack
 
-    def __getstate__(self):  # descriptors do not travel to spawned processes: they reopen
+    def __getstate__(self):  # mappings do not travel to spawned processes: they reopen
         return {"size": self.size, "_open": OrderedDict()}
 
 
@@ -111,7 +117,8 @@ class PackedFrame:
         self.cache, self.path, self.index = cache, path, index
 
     def read(self):
-        """The JPEG bytes, or None if the pack cannot be read or has no such frame."""
+        """The JPEG bytes (a memoryview, see PackFile.read), or None if the pack cannot be read
+        or has no such frame."""
         try:
             pack = self.cache.get(self.path)
             return pack.read(self.index) if 0 <= self.index < len(pack) else None

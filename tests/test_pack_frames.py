@@ -8,7 +8,7 @@ import torch
 import utils
 from dataloader.datasets import BadFrameError, ClipDataset, count_frames
 from dataloader.layout import PackedLayout, open_layout
-from dataloader.packed import MAGIC, PackError
+from dataloader.packed import MAGIC, PackError, PackFile
 from dataloader.splits import load_split
 from engine.train import main
 from engine.streams import SPATIAL
@@ -71,6 +71,21 @@ def test_pack_file_holds_the_jpeg_bytes_unchanged(packed_root):
     for i in range(n):
         assert raw[offsets[i]:offsets[i + 1]] == (folder / f"frame{i + 1:06d}.jpg").read_bytes()
     assert offsets[-1] == len(raw)
+
+
+def test_pack_file_reads_each_frame_and_its_views_outlive_close(packed_root):
+    """PackFile.read hands out views of the mapped pack: each equals the frame file's bytes,
+    and closing the pack (PackCache evicts packs while a worker may still decode a frame)
+    neither raises nor invalidates a view still held."""
+    video = entries(packed_root).train[0][0]
+    folder = packed_root / "jpegs_256" / f"v_{video}"
+    files = sorted(folder.glob("*.jpg"))
+    pack = PackFile(str(packed_root / "packed" / "rgb" / f"{video}.pack"))
+    assert len(pack) == len(files)
+    views = [pack.read(i) for i in range(len(pack))]
+    pack.close()
+    for view, path in zip(views, files):
+        assert bytes(view) == path.read_bytes()
 
 
 def test_rerun_skips_complete_packs_and_redoes_damaged_ones(tmp_path, capsys):
