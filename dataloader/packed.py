@@ -98,8 +98,11 @@ class PackCache:
         self._open = OrderedDict()
 
     def get(self, path):
-        pack = self._open.pop(path, None) or PackFile(path)
-        self._open[path] = pack
+        pack = self._open.get(path)
+        if pack is not None:  # the common case, once a frame: cheap
+            self._open.move_to_end(path)
+            return pack
+        pack = self._open[path] = PackFile(path)
         while len(self._open) > self.size:
             self._open.popitem(last=False)[1].close()
         return pack
