@@ -59,7 +59,7 @@ class PackFile:
         fd = os.open(path, os.O_RDONLY)
         try:
             self.offsets = self._read_header(fd)
-            self._map = memoryview(mmap.mmap(fd, 0, prot=mmap.PROT_READ))
+            self._map = memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
         finally:
             os.close(fd)  # the mapping keeps the file
         self._starts = self.offsets.tolist()  # Python ints: read() indexes them once a frame
