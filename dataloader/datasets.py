@@ -10,7 +10,7 @@ happens later on the device (dataloader/transforms.py). Each item is
 Training randomness comes from a generator seeded by (seed, epoch, index), so a sample
 is the same whichever worker draws it and a resumed run sees the same data.
 """
-from typing import NamedTuple
+import dataclasses
 
 import cv2
 import numpy as np
@@ -249,9 +249,14 @@ class ClipDataset(Dataset):
                          np.array([p[0] for p in plans], dtype=np.int64), bad, lease)
 
 
-class ClipBatch(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class ClipBatch:
     """A batch of ClipDataset items (ClipDataset.__getitems__, or collate_clips of items).
-    P = positions per video (K segments in training, test positions x crops in evaluation)."""
+    P = positions per video (K segments in training, test positions x crops in evaluation).
+
+    Not a tuple on purpose: older torch releases (2023's, for one) pin a (named) tuple field by
+    field before they look for a pin_memory method. That would skip ClipBatch.pin_memory: the
+    worker's buffer would never be released, and release() would write into the pinned copy."""
     clips: torch.Tensor      # (B, P, C, H, W) uint8
     flips: np.ndarray        # (B, P) bool: mirror this position (flow: and invert u)
     labels: np.ndarray       # (B,) int64
@@ -268,7 +273,7 @@ class ClipBatch(NamedTuple):
     def pin_memory(self):
         """The DataLoader's pin-memory thread calls this: copy the clips to pinned memory and
         release the worker's buffer at once."""
-        pinned = self._replace(clips=self.clips.pin_memory(), lease=False)
+        pinned = dataclasses.replace(self, clips=self.clips.pin_memory(), lease=False)
         self.release()
         return pinned
 

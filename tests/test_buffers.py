@@ -1,5 +1,7 @@
 """Whole batches decoded straight into one tensor (ClipDataset.__getitems__), and the data
 workers' reused shared-memory buffers (dataloader/buffers.py)."""
+import collections.abc
+import dataclasses
 import os
 
 import cv2
@@ -104,7 +106,7 @@ def loader_batches(ds, items, keep):
         if keep:
             out.append(batch)
         else:
-            out.append(batch._replace(clips=batch.clips.clone()))
+            out.append(dataclasses.replace(batch, clips=batch.clips.clone()))
             batch.release()
     return out, inodes
 
@@ -124,9 +126,11 @@ def test_a_worker_reuses_released_buffers_without_corrupting_batches(tiny, modal
 
 
 def test_pinning_a_batch_releases_its_buffer(monkeypatch):
-    """On CUDA the DataLoader's pin-memory thread calls ClipBatch.pin_memory: the clips are
+    """On CUDA the DataLoader's pin-memory thread pins each batch (torch's pin_memory utility,
+    called here as that thread calls it), which must reach ClipBatch.pin_memory: the clips are
     copied (to pinned memory) and the worker's buffer is released at once. Pinning needs a
     GPU, so the copy is a plain clone here; what is tested is the release and the copy."""
+    from torch.utils.data._utils.pin_memory import pin_memory as pin_as_the_loader_does
     from dataloader.buffers import FREE, LENT, _flag
     from dataloader.datasets import ClipBatch
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self.clone())
@@ -136,7 +140,11 @@ def test_pinning_a_batch_releases_its_buffer(monkeypatch):
     batch = ClipBatch(clips, np.zeros((2, 3), bool), np.zeros(2, np.int64), np.arange(2), 0, lease=True)
     flag = _flag(clips.untyped_storage())
     assert flag[0] == LENT
-    pinned = batch.pin_memory()
+    # Older torch releases pin tuples, sequences and mappings field by field before they look
+    # for a pin_memory method: a ClipBatch must be none of them to reach its own in every release.
+    assert not isinstance(batch, (tuple, collections.abc.Sequence, collections.abc.Mapping))
+    pinned = pin_as_the_loader_does(batch)
+    assert isinstance(pinned, ClipBatch)
     assert flag[0] == FREE and not pinned.lease
     assert torch.equal(pinned.clips, clips) and pinned.clips.data_ptr() != clips.data_ptr()
     pinned.release()  # a pinned batch has no buffer: releasing it again changes nothing

@@ -310,15 +310,15 @@ def test_dataloader_with_epoch_sampler(twostream):
     # Real worker processes: the clips come back through shared memory, the rest by value.
     loader = torch.utils.data.DataLoader(ds, batch_size=2, sampler=sampler, num_workers=2, collate_fn=collate_clips)
     batches = list(loader)
-    indices = np.concatenate([b[3] for b in batches]).tolist()
+    indices = np.concatenate([b.indices for b in batches]).tolist()
     assert sorted(indices) == [0, 1, 2]
-    assert np.concatenate([b[2] for b in batches]).tolist() == [entries[i][1] for i in indices]
-    assert batches[0][0].shape == (2, 3, 4, CROP, CROP) and batches[0][0].dtype == torch.uint8
+    assert np.concatenate([b.labels for b in batches]).tolist() == [entries[i][1] for i in indices]
+    assert batches[0].clips.shape == (2, 3, 4, CROP, CROP) and batches[0].clips.dtype == torch.uint8
     for b in batches:
-        assert b[1].dtype == bool and b[2].dtype == b[3].dtype == np.int64 and b[4] == 0
-        for row, i in enumerate(b[3].tolist()):
+        assert b.flips.dtype == bool and b.labels.dtype == b.indices.dtype == np.int64 and b.bad_frames == 0
+        for row, i in enumerate(b.indices.tolist()):
             clip, flip, *_ = ds[(i, 4)]
-            assert torch.equal(b[0][row], clip) and np.array_equal(b[1][row], flip)
+            assert torch.equal(b.clips[row], clip) and np.array_equal(b.flips[row], flip)
 
 
 # ------------------------------------------------------------------ EpochSampler
