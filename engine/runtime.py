@@ -97,10 +97,17 @@ def sync_buffers(model, info):
             dist.broadcast(buf, 0)
 
 
+# What gloo's RuntimeErrors say when a peer is gone. Most name their source file (.../gloo/...);
+# an operation that times out also closes the connection under every other operation in
+# flight (DDP's gradient all-reduce, say), which then fails with a bare "Application timeout
+# caused pair closure".
+GLOO_PEER_LOST = ("gloo", "pair closure", "closed by peer", "reset by peer")
+
+
 def lost_peer(e):
     """A collective failed because another process of the job died or stopped responding
-    (gloo raises a RuntimeError that names its transport, NCCL a DistError)."""
-    return isinstance(e, dist.DistError) or "gloo" in str(e)
+    (gloo raises a RuntimeError, NCCL a DistError)."""
+    return isinstance(e, dist.DistError) or any(words in str(e) for words in GLOO_PEER_LOST)
 
 
 def lost_peer_message(e):

@@ -248,4 +248,22 @@ def test_a_rank_that_stops_responding_fails_the_job_after_dist_timeout(tmp_path,
     assert timeout_s / 2 < elapsed < timeout_s + TEARDOWN_MARGIN_S, f"the surviving node took {elapsed:.1f} s"
     assert survivor.returncode != 0
     err = logs_of(tmp_path, 1 - victim_node)[1]
-    assert "error: rank 0: rank 1 stopped responding or died" in err and "Timed out" in err, err[-3000:]
+    # gloo's words: "Timed out waiting ...", or "Application timeout caused pair closure" where
+    # the timeout hit while another operation (DDP's all-reduce) was in flight
+    assert "error: rank 0: rank 1 stopped responding or died" in err, err[-3000:]
+    assert "Timed out" in err or "Application timeout" in err, err[-3000:]
+
+
+def test_lost_peer_knows_gloos_ways_of_saying_a_peer_is_gone():
+    """The one-line message instead of a traceback (engine/train.py) depends on recognising
+    gloo's errors: the timed-out operation's; the bare one of another operation in flight that
+    the timeout closed under it (it once failed the stopped-rank test above); a dead peer's."""
+    from engine.runtime import lost_peer
+    seen = ["[../third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 12000ms for recv "
+            "operation to complete",
+            "Application timeout caused pair closure",
+            "[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:29500"]
+    assert all(lost_peer(RuntimeError(text)) for text in seen)
+    # errors of the run itself are not blamed on another rank
+    assert not lost_peer(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied (8x512 and 256x101)"))
