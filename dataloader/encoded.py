@@ -105,7 +105,7 @@ class EncodedClipDataset(ClipDataset):
 
     def _read_image(self, path):
         data = read_bytes(path)
-        return data if data and jpeg_size(data) == tuple(self.frame_size) else None
+        return data if data and jpeg_size(data) == self.frame_size else None
 
     def read_encoded(self, paths_of, i):
         """[(bytes, name)] of frame i: one RGB image or the (u, v) pair; None if any is bad."""
@@ -115,7 +115,8 @@ class EncodedClipDataset(ClipDataset):
         return None if any(data is None for data, _ in images) else images
 
     def __getitem__(self, item):
-        index, positions, boxes = self._plan(item)
+        plan = self._plan(item)
+        index, positions, boxes = plan
         video, label = self.entries[index]
         n = self.counts[video]
         paths_of = self.layout.frame_paths(video, self.modality)
@@ -133,10 +134,10 @@ class EncodedClipDataset(ClipDataset):
                 row += where
                 bad += b
             slots.append(row)
-        flips = np.array([flip for _ in positions for _, _, flip in boxes], dtype=bool)
+        flips = np.array(self._flips(plan), dtype=bool)
         corners = np.array([(top, left) for top, left, _ in boxes], dtype=np.int64).reshape(-1, 2)
         return EncodedItem(jpegs, names, np.array(slots, dtype=np.int64), corners, flips, label, index, bad,
-                           tuple(self.frame_size), self.crop, self.modality == "rgb")
+                           self.frame_size, self.crop, self.modality == "rgb")
 
 
 def _byte_tensor(size):

@@ -58,11 +58,11 @@ class PackFile:
         self.path = path
         fd = os.open(path, os.O_RDONLY)
         try:
-            self.offsets = self._read_header(fd)
+            # Python ints, not numpy: read() indexes them once a frame
+            self.offsets = self._read_header(fd).tolist()
             self._map = memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
         finally:
             os.close(fd)  # the mapping keeps the file
-        self._starts = self.offsets.tolist()  # Python ints: read() indexes them once a frame
 
     def _read_header(self, fd):
         head = os.pread(fd, len(MAGIC) + 8, 0)
@@ -82,7 +82,7 @@ class PackFile:
 
     def read(self, i):
         """Frame i's JPEG bytes: a read-only memoryview into the mapped pack."""
-        return self._map[self._starts[i]:self._starts[i + 1]]
+        return self._map[self.offsets[i]:self.offsets[i + 1]]
 
     def close(self):
         # Views handed out may still be alive (a frame being decoded): dropping the reference

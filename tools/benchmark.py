@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -47,8 +48,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
 import utils
-import cv2
-
 from dataloader.datasets import EpochSampler, count_frames, decode_flag, read_bytes
 from dataloader.encoded import DECODE_CHOICES, EncodedBatch, collate_encoded, decode_clips
 from dataloader.layout import LAYOUTS, PACKED_DIR, open_layout
