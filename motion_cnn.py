@@ -1,4 +1,4 @@
-"""Motion stream: TSN ResNet18 on stacks of L TV-L1 flow frames (2L channels).
+"""Motion stream: a TSN ResNet (ResNet18 by default, --arch) on stacks of L TV-L1 flow frames (2L channels).
 
     python motion_cnn.py --data-root data/ucf101           # train on UCF101 split 1
     python motion_cnn.py --help                             # every option

@@ -1,4 +1,4 @@
-"""Spatial stream: TSN ResNet18 on single RGB frames.
+"""Spatial stream: a TSN ResNet (ResNet18 by default, --arch) on single RGB frames.
 
     python spatial_cnn.py --data-root data/ucf101          # train on UCF101 split 1
     python spatial_cnn.py --help                            # every option

@@ -5,10 +5,11 @@
     runtime.py     device, torchrun process group, CPU threads, stop signals
     data.py        split lists -> datasets and loaders
     loop.py        train_one_epoch, evaluate (video level)
-    checkpoint.py  the model, its checkpoints, the resume command
+    checkpoint.py  checkpoints (what they hold and must match), the backbone they record, the resume command
     records.py     record files (CSV, score files): writing, reading, the best-epoch rule
     tables.py      Markdown tables of runs; plots.py: curves, confusion matrix, TensorBoard
-    train.py       main: a whole run, tying the above together
+    console.py     what a run prints: per-epoch lines, one-line errors
+    train.py       main: a whole run, tying the above together (the model itself: network/)
 
 spatial_cnn.py and motion_cnn.py call `engine.train.main` with their StreamSpec. Nothing
 here imports tools/ or the stream scripts. Importing the package does no work.

@@ -1,5 +1,5 @@
-"""The model a run trains, and its checkpoints: what they hold, what they must match to be
-loaded, and the command that resumes from them."""
+"""A run's checkpoints: what they hold (the backbone, the weights, the optimiser and RNG
+state, the records), what they must match to be loaded, and the command that resumes from them."""
 import json
 import os
 import shlex
@@ -9,7 +9,7 @@ import torch
 import utils
 from dataloader.layout import PREPARE_INFO
 from engine.streams import STREAMS, in_channels
-from network.model import TSN, build_backbone
+from network.backbones import DEFAULT_ARCH
 
 CHECKPOINT_FORMAT = "two-stream-tsn/1"
 
@@ -18,37 +18,42 @@ class CheckpointError(ValueError):
     pass
 
 
-def build_model(spec, num_classes, device, stack=1, consensus="mean", dropout=0.5, pretrained="none",
-                partial_bn=False):
-    """A TSN ResNet18 for the stream, on the device (channels_last on CUDA)."""
-    backbone = build_backbone(num_classes, in_channels(spec, stack), dropout, pretrained)
-    model = TSN(backbone, consensus, partial_bn).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
-def build_optimizer(model, lr, momentum=0.9, weight_decay=5e-4):
-    """SGD over the trainable parameters; frozen ones (--partial-bn's BatchNorm scale and
-    shift) are left out."""
-    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum,
-                           weight_decay=weight_decay)
-
-
 def model_identity(args, spec, num_classes):
     """What a checkpoint must match to be loaded into this run."""
-    return {"stream": spec.name, "arch": "resnet18", "num_classes": num_classes,
-            "in_channels": in_channels(spec, getattr(args, "stack", 1))}
+    return {"stream": spec.name, "arch": args.arch, "num_classes": num_classes,
+            "in_channels": in_channels(spec, args.stack)}
 
 
-def restore(path, model, optimizer, scheduler, identity, device):
-    """Load a checkpoint into model/optimizer/scheduler after checking it fits this run."""
+def checkpoint_arch(ckpt):
+    """The backbone a checkpoint holds (checkpoints older than --arch are DEFAULT_ARCH)."""
+    return (ckpt.get("identity") or {}).get("arch") or DEFAULT_ARCH
+
+
+def read_checkpoint(path):
+    """A checkpoint of this tool from `path`; CheckpointError otherwise."""
     ckpt = utils.load_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a checkpoint of this tool")
+    return ckpt
+
+
+def resolve_arch(args, ckpt):
+    """args.arch: as given, else the checkpoint's (--resume, --evaluate), else DEFAULT_ARCH.
+    A --arch that contradicts the checkpoint is refused here, before a model is built."""
+    saved = checkpoint_arch(ckpt) if ckpt is not None else None
+    if args.arch is None:
+        args.arch = saved or DEFAULT_ARCH
+    elif saved and args.arch != saved:
+        raise CheckpointError(f"{args.resume}: a {saved} checkpoint, but --arch {args.arch} was given; "
+                              "drop --arch (it is read from the checkpoint)")
+
+
+def restore(ckpt, path, model, optimizer, scheduler, identity, device):
+    """Load a checkpoint (read_checkpoint) into model/optimizer/scheduler after checking it fits this run."""
     for key, want in identity.items():
-        if ckpt["identity"].get(key) != want:
-            raise CheckpointError(f"{path}: checkpoint has {key} = {ckpt['identity'].get(key)!r}, but this run "
+        have = checkpoint_arch(ckpt) if key == "arch" else ckpt["identity"].get(key)
+        if have != want:
+            raise CheckpointError(f"{path}: checkpoint has {key} = {have!r}, but this run "
                                   f"needs {want!r} (a checkpoint of another stream, data set or stack size?)")
     model.load_state_dict(ckpt["model"])
     if optimizer is not None:

@@ -33,13 +33,13 @@ def build_data(args, spec, info):
     train_entries, val_entries = holdout.train, holdout.val
     layout = open_layout(args.layout, args.data_root, args.rgb_dir, args.flow_dir, args.frames_dir, args.packed_dir)
     counts = count_frames(train_entries + val_entries + split.test, layout, spec.modality)
-    stack = getattr(args, "stack", 1)
+    stack = args.stack
     short = [n for n in counts.values() if n < stack] if spec.modality == "flow" else []
     if short and info.is_main:
         print(f"==> warning: --stack {stack} is longer than the flow of {len(short)} of {len(counts)} videos "
               f"(shortest: {min(short)} frames); their stacks repeat frames. Lower --stack to avoid it",
               file=sys.stderr, flush=True)
-    common = dict(stack=getattr(args, "stack", 1), crop_size=args.crop_size, num_segments=args.num_segments,
+    common = dict(stack=args.stack, crop_size=args.crop_size, num_segments=args.num_segments,
                   test_frames=args.test_frames, test_crops=args.test_crops, seed=args.seed,
                   on_bad_frame=args.on_bad_frame)
     kind = dataset_class(getattr(args, "decode", "cpu"))

@@ -33,6 +33,15 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
+@dataclass
+class Evaluation:
+    """What `evaluate` returns, for the whole set (every process gets all videos)."""
+    row: dict            # the record row (Batch Time, Loss, Prec@1, Prec@5, Mean Class Acc), no Epoch
+    scores: np.ndarray   # (V, C) float32 video scores, in the dataset's order
+    labels: np.ndarray   # (V,) int64
+    bad_frames: int      # frames replaced under --on-bad-frame skip
+
+
 def to_device(batch, device, modality):
     """A ClipBatch -> (network input, labels) on the device; an EncodedBatch (--decode gpu) is
     decoded and cropped on the device first, then goes the same way. The flip mask stays on
@@ -95,7 +104,7 @@ def evaluate(model, dataset, device, cfg, info=SINGLE_PROCESS, desc="test"):
     averaged per video. Each process scores its shard; the scores are gathered so that
     every process returns all videos, each exactly once.
 
-    Returns (record row without Epoch, scores (V, C) float32 in dataset order, labels (V,), bad frames).
+    Returns an Evaluation.
     """
     model.eval()
     shard = eval_shard(dataset, info)
@@ -127,7 +136,7 @@ def evaluate(model, dataset, device, cfg, info=SINGLE_PROCESS, desc="test"):
     ordered = np.empty_like(all_scores)
     ordered[all_idx] = all_scores
     labels = np.array([y for _, y in dataset.entries], dtype=np.int64)
-    return eval_row(ordered, labels, elapsed / max(len(scores), 1)), ordered, labels, bad
+    return Evaluation(eval_row(ordered, labels, elapsed / max(len(scores), 1)), ordered, labels, bad)
 
 
 def eval_row(scores, labels, batch_time=0.0):

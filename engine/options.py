@@ -1,5 +1,6 @@
 """The options both stream CLIs share, defined once; a StreamSpec sets the defaults that
-differ (learning rate, batch size) and adds --stack for the motion stream."""
+differ (learning rate, batch size) and adds --stack for the motion stream (the spatial
+stream's stack is 1: one RGB frame a position)."""
 import argparse
 import math
 import os
@@ -9,6 +10,7 @@ from dataloader.encoded import DECODE_CHOICES
 from dataloader.layout import LAYOUTS
 from dataloader.splits import DATASETS, VAL_FRACTION
 from engine.records import LAST_SCORES, finished_files
+from network.backbones import ARCHS, DEFAULT_ARCH
 from network.consensus import CONSENSUS
 
 EPILOG = ("Sampling, consensus, flow encoding and the model-selection protocols are explained in "
@@ -75,6 +77,8 @@ class StreamParser(OneLineParser):
 
     def parse_known_args(self, args=None, namespace=None):
         ns, rest = super().parse_known_args(args, namespace)
+        if not hasattr(ns, "arch"):
+            ns.arch = None  # not given: the checkpoint's with --resume, else DEFAULT_ARCH (engine.train)
         if getattr(ns, "test_frames", None) == "auto":
             # TSN's protocol is 25 positions x 10 crops; one centre crop keeps the seed's 19.
             ns.test_frames = TSN_TEST_FRAMES if ns.test_crops == 10 else SEED_TEST_FRAMES
@@ -120,6 +124,8 @@ def build_parser(spec):
     s.add_argument("--num-segments", type=positive_int, default=3, help="TSN segments K per training video")
     if spec.modality == "flow":
         s.add_argument("--stack", type=positive_int, default=10, help="consecutive flow frames L per position (2L channels)")
+    else:
+        p.set_defaults(stack=1)  # every stream has a stack; RGB reads one frame a position
     s.add_argument("--crop-size", type=positive_int, default=224, help="square crop fed to the network")
     s.add_argument("--test-frames", type=auto_or_count, default="auto", metavar="auto|N",
                    help=f"evenly spaced test positions per video; auto: {SEED_TEST_FRAMES} (the seed), or "
@@ -128,6 +134,10 @@ def build_parser(spec):
                    help="crops per test position: centre; 3 along the long side; TSN's corners+centre and flips")
 
     m = p.add_argument_group("model")
+    # SUPPRESS: no "(default: None)" in --help; StreamParser resolves what was not given.
+    m.add_argument("--arch", choices=ARCHS, default=argparse.SUPPRESS,
+                   help=f"backbone, a torchvision network with its ImageNet weights (default: {DEFAULT_ARCH}; with "
+                        "--resume or --evaluate: the checkpoint's)")
     m.add_argument("--consensus", choices=CONSENSUS, default="mean", help="segment consensus: mean, max or variance-weighted (docs/method.md)")
     m.add_argument("--pretrained", default="imagenet",
                    help="'imagenet' (torchvision's weights from the local cache), 'none', or a state-dict PATH")
@@ -187,7 +197,7 @@ def check_args(args):
     for name in ("batch_size", "epochs", "num_segments", "test_frames", "crop_size", "test_batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    if getattr(args, "stack", 1) < 1:
+    if args.stack < 1:
         raise ValueError("--stack must be at least 1")
     if args.start_epoch is not None and args.start_epoch >= args.epochs and not (args.resume or args.check_data):
         raise ValueError(f"--start-epoch {args.start_epoch} is not below --epochs {args.epochs}: nothing to train")

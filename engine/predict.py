@@ -25,10 +25,12 @@ from dataloader.layout import PREPARE_INFO
 from dataloader.sampling import sample_test_positions
 from dataloader.video import (DEFAULT_SIZE, MemoryLayout, VideoError, count_frames, decode_video, encode_flow,
                               encode_rgb, needed_frames)
-from engine.checkpoint import CheckpointError, build_model, load_stream_checkpoint, read_prepare_info
+from engine.checkpoint import CheckpointError, checkpoint_arch, load_stream_checkpoint, read_prepare_info
 from engine.loop import LoopConfig, evaluate
 from engine.runtime import default_amp
-from engine.streams import STREAMS
+from engine.streams import STREAMS, in_channels
+from network.backbones import get_backbone
+from network.model import build_model
 
 
 @dataclass
@@ -45,6 +47,7 @@ class StreamModel:
     size: tuple                # (width, height) frames are resized to
     flow: str | None           # flow method (motion stream)
     source: str                # where size and flow came from
+    arch: str                  # the backbone (network/backbones.py)
 
     @property
     def modality(self):
@@ -54,7 +57,7 @@ class StreamModel:
         what = f"{self.test_frames} positions x {self.test_crops} crop(s) of {self.crop_size}"
         if self.flow:
             what += f", stacks of {self.stack} {self.flow} flow frames"
-        return f"{self.name}: {self.path} ({len(self.classes)} classes; {what}; {self.size[0]}x{self.size[1]} frames, from {self.source})"
+        return f"{self.name}: {self.path} ({self.arch}, {len(self.classes)} classes; {what}; {self.size[0]}x{self.size[1]} frames, from {self.source})"
 
 
 def find_data_info(ckpt, path):
@@ -84,10 +87,14 @@ def load_stream(path, device, expect=None, flow=None, size=None):
     name = ckpt["identity"]["stream"]
     if expect and name != expect:
         raise CheckpointError(f"{path}: a {name} stream checkpoint, given as --{expect}")
-    a = ckpt["args"]
+    a, arch = ckpt["args"], checkpoint_arch(ckpt)
+    try:
+        get_backbone(arch)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     stack = int(a.get("stack", 1)) if STREAMS[name].modality == "flow" else 1
-    model = build_model(STREAMS[name], len(ckpt["classes"]), device, stack, a.get("consensus", "mean"),
-                        a.get("dropout", 0.5), "none", a.get("partial_bn", False))
+    model = build_model(arch, len(ckpt["classes"]), in_channels(STREAMS[name], stack), device,
+                        a.get("consensus", "mean"), a.get("dropout", 0.5), "none", a.get("partial_bn", False))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
@@ -101,7 +108,7 @@ def load_stream(path, device, expect=None, flow=None, size=None):
                               f"({', '.join(FLOW_METHODS)}); pass --flow")
     size = tuple(size or (int(info.get("width", DEFAULT_SIZE[0])), int(info.get("height", DEFAULT_SIZE[1]))))
     return StreamModel(name, path, model, list(ckpt["classes"]), stack, int(a.get("crop_size", 224)),
-                       int(a.get("test_frames", 19)), int(a.get("test_crops", 1)), size, method, source)
+                       int(a.get("test_frames", 19)), int(a.get("test_crops", 1)), size, method, source, arch)
 
 
 def check_same_classes(streams):
@@ -146,8 +153,7 @@ def stream_scores(stream, layout, video, device):
                           test_frames=stream.test_frames, test_crops=stream.test_crops,
                           frame_size=(stream.size[1], stream.size[0]))
     cfg = LoopConfig(stream.modality, default_amp(device), workers=0, test_batch_size=1, progress=False)
-    _, scores, _, _ = evaluate(stream.model, dataset, device, cfg)
-    return scores[0]
+    return evaluate(stream.model, dataset, device, cfg).scores[0]
 
 
 def predict_video(path, streams, device, progress=True):

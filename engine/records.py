@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import utils
+from network.backbones import DEFAULT_ARCH
 
 TRAIN_COLUMNS = ["Epoch", "Batch Time", "Data Time", "Loss", "Prec@1", "Prec@5", "lr"]
 EVAL_COLUMNS = ["Epoch", "Batch Time", "Loss", "Prec@1", "Prec@5", "Mean Class Acc"]
@@ -134,6 +135,10 @@ class RunRecords:
     @property
     def stream(self):
         return self._get("stream")
+
+    @property
+    def arch(self):
+        return self._get("arch", DEFAULT_ARCH)  # runs from before --arch were all DEFAULT_ARCH
 
     @property
     def consensus(self):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 class StreamSpec:
     name: str          # 'spatial' | 'motion': records, checkpoints, score files
     modality: str      # 'rgb' | 'flow'
-    lr: float          # the seed's learning rates
+    lr: float          # the original two-stream scripts' learning rates
     batch_size: int    # and batch sizes
     description: str
     script: str        # the CLI that trains it (named in resume hints)
@@ -15,11 +15,11 @@ class StreamSpec:
 
 SPATIAL = StreamSpec(
     name="spatial", modality="rgb", lr=5e-4, batch_size=25, script="spatial_cnn.py",
-    description="Train or evaluate the spatial (RGB) stream of a two-stream TSN ResNet18.")
+    description="Train or evaluate the spatial (RGB) stream of a two-stream TSN network (ResNet18 by default; --arch).")
 
 MOTION = StreamSpec(
     name="motion", modality="flow", lr=1e-2, batch_size=32, script="motion_cnn.py",
-    description="Train or evaluate the motion (stacked optical flow) stream of a two-stream TSN ResNet18.")
+    description="Train or evaluate the motion (stacked optical flow) stream of a two-stream TSN network (ResNet18 by default; --arch).")
 
 STREAMS = {s.name: s for s in (SPATIAL, MOTION)}
 

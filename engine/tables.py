@@ -12,7 +12,7 @@ def _records_table(rows, columns):
 
 
 def run_title(run):
-    return f"{run.stream} stream, {run.consensus} consensus, {run.dataset} split {run.split}"
+    return f"{run.stream} stream, {run.arch}, {run.consensus} consensus, {run.dataset} split {run.split}"
 
 
 def epoch_tables(run):
@@ -29,7 +29,7 @@ def epoch_tables(run):
     return "\n".join(out)
 
 
-SUMMARY_HEADER = ["run", "stream", "consensus", "data", "selected by", "epoch", "val top-1",
+SUMMARY_HEADER = ["run", "stream", "arch", "consensus", "data", "selected by", "epoch", "val top-1",
                   "test top-1", "test top-5", "test mean class acc", "last epoch", "last top-1", "last top-5"]
 
 
@@ -38,7 +38,7 @@ def summary_table(runs):
     rows = []
     for run in runs:
         sel, last = select(run), run.test[-1]
-        rows.append([run.name, run.stream, run.consensus, f"{run.dataset} split {run.split}", sel.protocol,
+        rows.append([run.name, run.stream, run.arch, run.consensus, f"{run.dataset} split {run.split}", sel.protocol,
                      sel.row["Epoch"], sel.val_top1 or "-", sel.row["Prec@1"], sel.row["Prec@5"],
                      sel.row.get("Mean Class Acc", "-"), last["Epoch"], last["Prec@1"], last["Prec@5"]])
     notes = ["", "selected by: 'val top-1' = the epoch with the best top-1 on the run's validation set "
@@ -46,7 +46,7 @@ def summary_table(runs):
              "'test top-1 (seed protocol)' = chosen on the test split itself (--select-on-test), so "
              "its test numbers are optimistic. All accuracies in %, video level.", ""]
     notes += [f"- {run.name}: model selection {run.selection}" for run in runs]
-    return "\n".join(["## summary", "", markdown_table(SUMMARY_HEADER, rows, numeric_from=5), *notes])
+    return "\n".join(["## summary", "", markdown_table(SUMMARY_HEADER, rows, numeric_from=6), *notes])
 
 
 def build_report(runs, epochs=True):

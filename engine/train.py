@@ -14,8 +14,9 @@ from dataloader.check import check_frames
 from dataloader.datasets import DataError
 from dataloader.splits import SplitError
 from engine import plots
-from engine.checkpoint import (CheckpointError, build_model, build_optimizer, checkpoint_payload, model_identity,
-                               read_prepare_info, restore, resume_hint)
+from engine.checkpoint import (CheckpointError, checkpoint_payload, model_identity, read_checkpoint, read_prepare_info,
+                               resolve_arch, restore, resume_hint)
+from engine.console import one_line, print_row
 from engine.data import StreamData, build_data, check_decode, make_loader
 from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
 from engine.options import build_parser, check_args, check_evaluate_out, check_paths, selection_protocol
@@ -23,8 +24,9 @@ from engine.records import BEST_SCORES, LAST_SCORES, VAL_SCORES, finished_files,
 from engine.runtime import (DistInfo, SignalFlag, StopRequested, default_amp, enable_huge_pages, init_distributed,
                             lost_peer, lost_peer_message,
                             pick_device, set_cpu_threads, sync_buffers)
-from engine.streams import StreamSpec
+from engine.streams import StreamSpec, in_channels
 from network.init import PretrainedWeightsError
+from network.model import build_model, build_optimizer
 
 
 @dataclass
@@ -80,17 +82,6 @@ def main(spec, argv=None):
             dist.destroy_process_group()
 
 
-def one_line(e):
-    """The message of an error; for one a DataLoader worker raised, the worker's own message
-    (the last line of the worker traceback torch puts into the re-raised error)."""
-    text = str(e)
-    if "Original Traceback" in text:
-        last = text.strip().splitlines()[-1]
-        kind, sep, message = last.partition(": ")
-        text = message if sep and kind.rsplit(".", 1)[-1] == type(e).__name__ else last
-    return text
-
-
 def run(spec, args, stop=None):
     check_args(args)
     check_paths(args)
@@ -105,14 +96,17 @@ def run(spec, args, stop=None):
         set_cpu_threads(args.workers, info)
     torch.manual_seed(args.seed + info.rank)  # same init everywhere (DDP broadcasts rank 0's anyway)
 
+    # The checkpoint is read before the data are indexed (minutes on UCF101): a wrong one fails at once.
+    ckpt = read_checkpoint(args.resume) if args.resume and not args.check_data else None
+    resolve_arch(args, ckpt)
     data = build_data(args, spec, info)
     if args.check_data:
         sets = {"train": data.train, "val": data.val, "test": data.test}
         bad = check_frames({k: v for k, v in sets.items() if v is not None}, args.workers)
         return 1 if bad else 0
     # Resuming or evaluating loads every weight from the checkpoint: no ImageNet file needed.
-    model = build_model(spec, len(data.classes), device, getattr(args, "stack", 1), args.consensus, args.dropout,
-                        "none" if args.resume else args.pretrained, args.partial_bn)
+    model = build_model(args.arch, len(data.classes), in_channels(spec, args.stack), device, args.consensus,
+                        args.dropout, "none" if args.resume else args.pretrained, args.partial_bn)
     optimizer = build_optimizer(model, args.lr, args.momentum, args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", patience=args.lr_patience,
                                                            factor=args.lr_factor)
@@ -120,8 +114,8 @@ def run(spec, args, stop=None):
     run = TrainingRun(args, spec, info, device, data, model, optimizer, scheduler,
                       model_identity(args, spec, len(data.classes)), loop,
                       data_info=read_prepare_info(args.data_root) or {})
-    if args.resume:
-        ckpt = restore(args.resume, model, None if args.evaluate else optimizer, scheduler, run.identity, device)
+    if ckpt is not None:
+        restore(ckpt, args.resume, model, None if args.evaluate else optimizer, scheduler, run.identity, device)
         run.history, run.best, run.start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
     if args.start_epoch is not None:
         run.start_epoch = args.start_epoch
@@ -132,7 +126,7 @@ def run(spec, args, stop=None):
     if args.overwrite and not args.resume:
         run.replaces = finished_files(args.out)
     if info.is_main:
-        print(f"==> {spec.name} stream: {len(data.train)} train / {len(data.val) if data.val else 0} val / "
+        print(f"==> {spec.name} stream ({args.arch}): {len(data.train)} train / {len(data.val) if data.val else 0} val / "
               f"{len(data.test)} test videos, {len(data.classes)} classes, device {device}"
               + (f" x {info.world_size} processes" if info.enabled else ""))
         print(f"==> model selection: {selection_protocol(args, data.validation)}", flush=True)
@@ -182,19 +176,18 @@ def train_epochs(run, train_model, train_loader, stop, tb):
         evals = {}
         for name, dataset in (("val", data.val), ("test", data.test)):
             if dataset is not None:
-                erow, scores, _, ebad = evaluate(run.model, dataset, run.device, run.loop, info, f"epoch {epoch} {name}")
-                evals[name] = (erow, scores)
-                run.history[name].append({"Epoch": epoch, **erow})
-                bad += ebad
+                evals[name] = evaluate(run.model, dataset, run.device, run.loop, info, f"epoch {epoch} {name}")
+                run.history[name].append({"Epoch": epoch, **evals[name].row})
+                bad += evals[name].bad_frames
         selected_on = "test" if args.select_on_test else "val"
         improved = False
         if selected_on in evals:
-            run.best, improved = update_best(run.best, evals[selected_on][0], selected_on, epoch)
+            run.best, improved = update_best(run.best, evals[selected_on].row, selected_on, epoch)
         run.scheduler.step(schedule_loss(evals, row, args))
         if info.is_main:
             print_row("training", epoch, args.epochs, row)
             for name in evals:
-                print_row("validation" if name == "val" else "test", epoch, args.epochs, evals[name][0])
+                print_row("validation" if name == "val" else "test", epoch, args.epochs, evals[name].row)
             if bad:
                 print(f"==> {bad} unreadable frames were replaced by their nearest readable neighbour (--on-bad-frame skip)")
             save_epoch(run, epoch, improved, evals)
@@ -209,22 +202,10 @@ def train_epochs(run, train_model, train_loader, stop, tb):
 def schedule_loss(evals, train_row, args):
     """The loss ReduceLROnPlateau follows: validation, test (seed protocol) or training."""
     if args.select_on_test:
-        return evals["test"][0]["Loss"]
+        return evals["test"].row["Loss"]
     if "val" in evals:
-        return evals["val"][0]["Loss"]
+        return evals["val"].row["Loss"]
     return train_row["Loss"]
-
-
-def print_row(stage, epoch, total, row):
-    """The seed's console lines for one stage of an epoch."""
-    print(f"==> Epoch:[{epoch}/{total}][{stage} stage]")
-    timing = f"Time [{row['Batch Time']}]" + (f" Data [{row['Data Time']}]" if "Data Time" in row else "")
-    print(timing)
-    print(f"Loss [{row['Loss']}] Prec@1 [{row['Prec@1']}] Prec@5 [{row['Prec@5']}]"
-          + (f" Mean class [{row['Mean Class Acc']}]" if "Mean Class Acc" in row else ""))
-    if "lr" in row:
-        print(f"LR {row['lr']}")
-    print(flush=True)
 
 
 def draw(args, tb, epoch, row, evals):
@@ -235,7 +216,7 @@ def draw(args, tb, epoch, row, evals):
         except Exception as e:  # a picture must never stop a training
             print(f"==> warning: could not draw the curves: {e}", file=sys.stderr)
     if tb is not None:
-        plots.tensorboard_log(tb, epoch, {"train": row, **{n: evals[n][0] for n in evals}})
+        plots.tensorboard_log(tb, epoch, {"train": row, **{n: evals[n].row for n in evals}})
 
 
 def save_epoch(run, epoch, improved, evals):
@@ -246,17 +227,17 @@ def save_epoch(run, epoch, improved, evals):
     payload = checkpoint_payload(run, epoch)
     utils.save_torch(payload, os.path.join(out, "checkpoint.pth"))
     write_records(out, run.history)
-    test_row, test_scores = evals["test"]
-    meta = score_meta(run.args, run.spec, epoch, test_row, data.validation)
-    utils.save_pickle(score_file(data.test, test_scores, data.classes, meta), os.path.join(out, LAST_SCORES))
+    test = evals["test"]
+    meta = score_meta(run.args, run.spec, epoch, test.row, data.validation)
+    utils.save_pickle(score_file(data.test, test.scores, data.classes, meta), os.path.join(out, LAST_SCORES))
     if improved:
         utils.save_torch(payload, os.path.join(out, "model_best.pth"))
-        utils.save_pickle(score_file(data.test, test_scores, data.classes, meta | {"best": run.best}),
+        utils.save_pickle(score_file(data.test, test.scores, data.classes, meta | {"best": run.best}),
                           os.path.join(out, BEST_SCORES))
         if "val" in evals:  # the same model's validation scores: fusion.py fits its weights on them
-            val_row, val_scores = evals["val"]
-            val_meta = score_meta(run.args, run.spec, epoch, val_row, data.validation, "val") | {"best": run.best}
-            utils.save_pickle(score_file(data.val, val_scores, data.classes, val_meta), os.path.join(out, VAL_SCORES))
+            val = evals["val"]
+            val_meta = score_meta(run.args, run.spec, epoch, val.row, data.validation, "val") | {"best": run.best}
+            utils.save_pickle(score_file(data.val, val.scores, data.classes, val_meta), os.path.join(out, VAL_SCORES))
     if epoch == run.start_epoch:
         # args.json goes with the first saved epoch: a run that fails earlier leaves no folder behind.
         selection = selection_protocol(run.args, data.validation)
@@ -287,12 +268,12 @@ def evaluate_only(run, epoch):
     if run.info.is_main:
         unscored = dict.fromkeys(("Prec@1", "Prec@5", "Mean Class Acc"))
         check_evaluate_out(args, score_meta(args, run.spec, epoch, unscored))
-    row, scores, _, _ = evaluate(run.model, data.test, run.device, run.loop, run.info, "test")
+    test = evaluate(run.model, data.test, run.device, run.loop, run.info, "test")
     if run.info.is_main:
-        print_row("test", epoch, args.epochs, row)
-        meta = score_meta(args, run.spec, epoch, row, data.validation) | {"evaluated_from": args.resume}
+        print_row("test", epoch, args.epochs, test.row)
+        meta = score_meta(args, run.spec, epoch, test.row, data.validation) | {"evaluated_from": args.resume}
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, "video_scores.pkl")
-        utils.save_pickle(score_file(data.test, scores, data.classes, meta), path)
+        utils.save_pickle(score_file(data.test, test.scores, data.classes, meta), path)
         print(f"==> wrote {path}")
     return 0

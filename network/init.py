@@ -3,10 +3,6 @@ cross-modality initialisation of the motion stream's first convolution (TSN)."""
 import os
 
 import torch
-from torchvision.models import ResNet18_Weights
-
-# The seed used this older file of the same weights; either name in the cache works.
-LEGACY_FILE = "resnet18-5c106cde.pth"
 
 
 class PretrainedWeightsError(RuntimeError):
@@ -14,38 +10,40 @@ class PretrainedWeightsError(RuntimeError):
 
 
 def cross_modality_conv1(weight, in_channels):
-    """[64, 3, 7, 7] RGB filters -> [64, in_channels, 7, 7]: average over the colour
+    """[F, 3, k, k] RGB filters -> [F, in_channels, k, k]: average over the colour
     channels and replicate, so each flow channel starts with the mean RGB filter."""
     return weight.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1)
 
 
-def _cached_imagenet_file():
-    url = ResNet18_Weights.IMAGENET1K_V1.url
-    folder = os.path.join(torch.hub.get_dir(), "checkpoints")
-    for name in (os.path.basename(url), LEGACY_FILE):
-        if os.path.isfile(os.path.join(folder, name)):
-            return os.path.join(folder, name)
+def _hub_folder():
+    return os.path.join(torch.hub.get_dir(), "checkpoints")
+
+
+def _cached_imagenet_file(backbone):
+    for name in (os.path.basename(backbone.weights.url), *backbone.legacy_files):
+        if os.path.isfile(os.path.join(_hub_folder(), name)):
+            return os.path.join(_hub_folder(), name)
     return None
 
 
-def load_imagenet_state_dict():
-    """torchvision's ResNet18 ImageNet weights, from the local cache or, where the machine
-    can, downloaded into it. Raises PretrainedWeightsError with what to do otherwise."""
-    path = _cached_imagenet_file()
+def load_imagenet_state_dict(backbone):
+    """torchvision's ImageNet weights of `backbone` (a network.backbones.Backbone), from the
+    local cache or, where the machine can, downloaded into it. Raises
+    PretrainedWeightsError with what to do otherwise."""
+    path = _cached_imagenet_file(backbone)
     if path:
         return load_state_dict_file(path)
     try:
-        return ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+        return backbone.weights.get_state_dict(progress=False)
     except Exception as e:  # no network, proxy, disk...
-        folder = os.path.join(torch.hub.get_dir(), "checkpoints")
         raise PretrainedWeightsError(
-            f"cannot get torchvision's ImageNet ResNet18 weights ({type(e).__name__}: {e}). "
-            f"Copy {os.path.basename(ResNet18_Weights.IMAGENET1K_V1.url)} into {folder}, "
-            "or pass --pretrained PATH to a ResNet18 state dict, or --pretrained none") from None
+            f"cannot get torchvision's ImageNet {backbone.name} weights ({type(e).__name__}: {e}). "
+            f"Copy {os.path.basename(backbone.weights.url)} into {_hub_folder()}, "
+            f"or pass --pretrained PATH to a {backbone.name} state dict, or --pretrained none") from None
 
 
 def load_state_dict_file(path):
-    """A ResNet18 state dict from a file, loaded with weights_only=True (no code runs)."""
+    """A state dict from a file, loaded with weights_only=True (no code runs)."""
     if not os.path.isfile(path):
         raise PretrainedWeightsError(f"--pretrained {path}: no such file (or use 'imagenet' or 'none')")
     try:
@@ -60,16 +58,18 @@ def load_state_dict_file(path):
     return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in sd.items()}
 
 
-def adapt_imagenet_state_dict(sd, in_channels, source):
-    """Keep the backbone weights of an ImageNet ResNet18 state dict for our model: drop the
-    1000-class fc, and adapt conv1 to `in_channels` (cross-modality init)."""
-    sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
-    conv1 = sd.get("conv1.weight")
-    if conv1 is None or conv1.dim() != 4 or conv1.shape[0] != 64:
-        raise PretrainedWeightsError(f"{source}: not a ResNet18 state dict (no 64-filter conv1.weight)")
-    if conv1.shape[1] != in_channels:
-        if conv1.shape[1] != 3:
-            raise PretrainedWeightsError(f"{source}: conv1 has {conv1.shape[1]} input channels; "
+def adapt_imagenet_state_dict(sd, backbone, in_channels, filters, source):
+    """Keep the weights of an ImageNet state dict that our model uses: drop the ImageNet
+    classifier, and adapt the first convolution (`filters` output channels expected) to
+    `in_channels` inputs (cross-modality init)."""
+    sd = {k: v for k, v in sd.items() if not k.startswith(backbone.classifier + ".")}
+    key = backbone.first_conv + ".weight"
+    conv = sd.get(key)
+    if conv is None or conv.dim() != 4 or conv.shape[0] != filters:
+        raise PretrainedWeightsError(f"{source}: not a {backbone.name} state dict (no {filters}-filter {key})")
+    if conv.shape[1] != in_channels:
+        if conv.shape[1] != 3:
+            raise PretrainedWeightsError(f"{source}: {key} has {conv.shape[1]} input channels; "
                                          f"expected 3 (RGB) or {in_channels}")
-        sd["conv1.weight"] = cross_modality_conv1(conv1, in_channels)
+        sd[key] = cross_modality_conv1(conv, in_channels)
     return sd

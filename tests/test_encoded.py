@@ -21,7 +21,8 @@ from dataloader.encoded import (EncodedBatch, EncodedClipDataset, check_gpu_deco
 from dataloader.layout import open_layout
 from dataloader.splits import load_split
 from dataloader.transforms import to_network_input
-from engine.checkpoint import build_model, build_optimizer
+from engine.streams import in_channels
+from network.model import build_model, build_optimizer
 from engine.data import build_data, check_decode, collate_for, make_loader
 from engine.loop import LoopConfig, evaluate, to_device, train_one_epoch
 from engine.options import build_parser
@@ -152,11 +153,12 @@ def test_an_epoch_through_the_encoded_path_trains_as_the_opencv_one(data_root, s
         assert isinstance(data.train, EncodedClipDataset) == (decode == "gpu")
         loader = make_loader(data.train, args.batch_size, CPU, 1, args.seed, sampler=data.train_sampler)
         torch.manual_seed(0)
-        model = build_model(spec, len(data.classes), CPU, getattr(args, "stack", 1), "mean", 0.5, "none")
+        model = build_model(args.arch or "resnet18", len(data.classes), in_channels(spec, args.stack), CPU)
         optimizer = build_optimizer(model, args.lr, 0.9, 5e-4)
         loop = LoopConfig(spec.modality, workers=1, test_batch_size=4, progress=False)
         row, bad = train_one_epoch(model, loader, optimizer, CPU, 0, loop)
-        erow, scores, _, _ = evaluate(model, data.test, CPU, loop)
+        result = evaluate(model, data.test, CPU, loop)
+        erow, scores = result.row, result.scores
         results[decode] = (row, scores)
     (row_gpu, scores_gpu), (row_cpu, scores_cpu) = results["gpu"], results["cpu"]
     assert row_gpu["Loss"] == pytest.approx(row_cpu["Loss"], rel=1e-3)

@@ -9,7 +9,10 @@ from torchvision.models import ResNet18_Weights, resnet18
 
 from network.init import (PretrainedWeightsError, adapt_imagenet_state_dict, cross_modality_conv1,
                           load_imagenet_state_dict, load_state_dict_file)
+from network.backbones import BACKBONES
 from network.model import TSN, build_backbone
+
+RESNET18 = BACKBONES["resnet18"]
 
 
 def np_cross_modality(w, c):
@@ -76,10 +79,10 @@ def test_load_state_dict_file_strips_wrappers(tmp_path, resnet_file):
 
 def test_adapt_drops_fc_and_rejects_wrong_conv1(resnet_file):
     _, sd = resnet_file
-    out = adapt_imagenet_state_dict(dict(sd), 3, "src")
+    out = adapt_imagenet_state_dict(dict(sd), RESNET18, 3, 64, "src")
     assert not any(k.startswith("fc.") for k in out)
     with pytest.raises(PretrainedWeightsError, match="src"):
-        adapt_imagenet_state_dict({"conv1.weight": torch.zeros(64, 4, 7, 7)}, 20, "src")
+        adapt_imagenet_state_dict({"conv1.weight": torch.zeros(64, 4, 7, 7)}, RESNET18, 20, 64, "src")
 
 
 def test_not_a_resnet18_state_dict(tmp_path):
@@ -130,7 +133,7 @@ def test_imagenet_weights_unavailable_gives_clear_message(tmp_path, monkeypatch)
     monkeypatch.setattr(ResNet18_Weights.IMAGENET1K_V1.value, "url",
                         "file://" + str(tmp_path / "unreachable" / os.path.basename(url)))
     with pytest.raises(PretrainedWeightsError) as e:
-        load_imagenet_state_dict()
+        load_imagenet_state_dict(RESNET18)
     assert "--pretrained" in str(e.value)
     assert os.path.basename(url) in str(e.value)
 
@@ -140,9 +143,9 @@ def test_imagenet_weights_from_cache(tmp_path, monkeypatch, resnet_file):
     hub = tmp_path / "hub"
     (hub / "checkpoints").mkdir(parents=True)
     monkeypatch.setattr(torch.hub, "_hub_dir", str(hub))
-    # the seed's legacy file name in the cache is accepted
+    # the legacy file name (torchvision before 0.13, the original two-stream scripts') is accepted
     os.symlink(path, hub / "checkpoints" / "resnet18-5c106cde.pth")
-    out = load_imagenet_state_dict()
+    out = load_imagenet_state_dict(RESNET18)
     assert torch.equal(out["conv1.weight"], sd["conv1.weight"])
 
 
@@ -201,7 +204,7 @@ def test_partial_bn():
 def test_partial_bn_freezes_affine_parameters_but_the_first():
     """TSN's partial BN: the BatchNorms after the first keep scale and shift fixed (no
     gradient, not in the optimiser); the first BN and every other layer train."""
-    from engine.checkpoint import build_optimizer
+    from network.model import build_optimizer
     torch.manual_seed(2)
     model = TSN(build_backbone(4, in_channels=3), partial_bn=True).train()
     bns = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]

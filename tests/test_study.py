@@ -122,7 +122,7 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path, fake_cli, capsys):
     # No validation set in these runs: the fusion takes the last epoch's scores and says so.
     fusion_md = (out / "fusion.md").read_text()
     assert "video_scores.pkl = the LAST epoch" in fusion_md and "| average |" in fusion_md
-    assert "| spatial_mean | spatial | mean |" in (out / "report.md").read_text()
+    assert "| spatial_mean | spatial | resnet18 | mean |" in (out / "report.md").read_text()
     assert "last (no validation set)" in (out / "report.md").read_text()
 
     assert study.main(argv) == 0

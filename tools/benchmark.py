@@ -54,11 +54,12 @@ from dataloader.layout import LAYOUTS, PACKED_DIR, open_layout
 from dataloader.sampling import random_crop_box, sample_train_positions, stack_indices
 from dataloader.splits import DATASETS, DEFAULT_SPLITS_SUBDIR, load_split
 from dataloader.transforms import FLOW_MEAN, FLOW_STD, RGB_MEAN, RGB_STD
-from engine.checkpoint import build_model
 from engine.data import check_decode, dataset_class, make_loader
 from engine.loop import LoopConfig, evaluate, to_device, train_one_epoch
 from engine.runtime import autocast, default_amp, enable_huge_pages, pick_device, set_cpu_threads
-from engine.streams import STREAMS
+from engine.streams import STREAMS, in_channels
+from network.backbones import ARCHS, DEFAULT_ARCH
+from network.model import build_model
 from tools.pack_frames import pack_video
 
 UCF101_TRAIN_VIDEOS, UCF101_TEST_VIDEOS = 9537, 3783  # split 1
@@ -245,6 +246,7 @@ def build_parser():
 
     s = p.add_argument_group("what to run")
     s.add_argument("--stream", choices=("spatial", "motion"), default="spatial", help="which stream's data and model")
+    s.add_argument("--arch", choices=ARCHS, default=DEFAULT_ARCH, help="the model's backbone")
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
     s.add_argument("--decode", choices=DECODE_CHOICES, default="cpu",
                    help="as the training scripts: cpu = the workers decode with OpenCV; gpu = the workers send JPEG "
@@ -567,7 +569,7 @@ def markdown(r):
         ("projected UCF101 split-1 test pass", f"{r['projected_test_s']:.0f}", "s",
          f"{UCF101_TEST_VIDEOS} videos = {r['projected_test_s'] / 60:.1f} min"),
     ]
-    head = (f"{r['stream']} stream, {r['device']}, --decode {r['decode']}, {r['workers']} workers, batch "
+    head = (f"{r['stream']} stream ({r['arch']}), {r['device']}, --decode {r['decode']}, {r['workers']} workers, batch "
             f"{r['batch_size']} x {k} segments, crop {r['crop_size']}, frames {r['frame_size']}, {r['layout']} layout")
     lines = [f"**{head}**", "", "| measurement | value | unit | notes |", "|---|---:|---|---|"]
     if r["decode"] == "gpu":
@@ -594,7 +596,7 @@ def run(args):
         pipe_rate, classic_rate, batch = loaders.pop("pipeline"), loaders.pop("classic"), loaders.pop("batch")
 
         torch.manual_seed(args.seed)
-        model = build_model(spec, len(classes), device, args.stack)
+        model = build_model(args.arch, len(classes), in_channels(spec, args.stack), device)
         optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, weight_decay=5e-4)
         step_rate = measure_step(model, optimizer, batch, device, args, loop)
         del batch
@@ -631,7 +633,7 @@ def run(args):
         "projected_epoch_s": UCF101_TRAIN_VIDEOS / train_rate,
         "projected_test_s": UCF101_TEST_VIDEOS / eval_rate,
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "stream": args.stream, "workers": args.workers, "batch_size": args.batch_size,
+        "stream": args.stream, "arch": args.arch, "workers": args.workers, "batch_size": args.batch_size,
         "crop_size": args.crop_size, "frame_size": f"{w}x{h}", "frame_width": w, "frame_height": h,
         "num_segments": args.num_segments, "stack": args.stack if modality == "flow" else 1,
         "amp": loop.amp, "channels_last": device.type == "cuda", "threads": torch.get_num_threads(),

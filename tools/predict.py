@@ -95,7 +95,7 @@ def main(argv=None):
         records.append(rec)
         print(format_record(rec, names), flush=True)
     if args.json:
-        utils.save_json({"streams": {s.name: {"checkpoint": s.path, "flow": s.flow, "size": list(s.size),
+        utils.save_json({"streams": {s.name: {"checkpoint": s.path, "arch": s.arch, "flow": s.flow, "size": list(s.size),
                                               "test_frames": s.test_frames, "test_crops": s.test_crops}
                                      for s in streams},
                          "classes": classes, "weights": list(args.weights), "normalize": args.normalize,
