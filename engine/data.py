@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Subset
 from dataloader.buffers import PREFETCH_FACTOR
 from dataloader.datasets import ClipDataset, EpochSampler, collate_clips, count_frames
 from dataloader.encoded import EncodedClipDataset, check_gpu_decode, collate_encoded
-from dataloader.layout import open_layout
+from dataloader.layout import FrameDirs, open_layout
 from dataloader.splits import DEFAULT_SPLITS_SUBDIR, hold_out_validation, load_split
 
 
@@ -31,7 +31,8 @@ def build_data(args, spec, info):
     split = load_split(args.dataset, splits_dir, args.split)
     holdout = hold_out_validation(args.dataset, split.train, split.classes, args.val_groups)
     train_entries, val_entries = holdout.train, holdout.val
-    layout = open_layout(args.layout, args.data_root, args.rgb_dir, args.flow_dir, args.frames_dir, args.packed_dir)
+    dirs = FrameDirs(args.rgb_dir, args.flow_dir, args.frames_dir, args.packed_dir)
+    layout = open_layout(args.layout, args.data_root, dirs)
     counts = count_frames(train_entries + val_entries + split.test, layout, spec.modality)
     stack = getattr(args, "stack", 1)
     short = [n for n in counts.values() if n < stack] if spec.modality == "flow" else []
