@@ -58,12 +58,6 @@ def mmaction_video_dir(frames_dir, class_name, folder):
     return os.path.join(frames_dir, class_name, folder)
 
 
-def folder_for_video(video, dataset):
-    """A video's folder name as the datasets' archives spell it: UCF101 folders carry the
-    `v_` prefix of the .avi files (`v_ApplyEyeMakeup_g01_c01`), HMDB51 folders do not."""
-    return UCF101_FOLDER_PREFIX + video if dataset == "ucf101" else video
-
-
 def video_from_folder(dirname):
     """The name a split list uses for a video folder: without UCF101's `v_` (the inverse of
     DatasetSpec.folder_for_video in dataloader/catalog.py, whatever the data set)."""

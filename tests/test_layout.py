@@ -5,7 +5,8 @@ import os
 import pytest
 
 from dataloader.datasets import read_bytes
-from dataloader.layout import (FrameDirs, FrameLayout, MMActionLayout, PackedLayout, TwoStreamLayout, folder_for_video,
+from dataloader.catalog import get_dataset
+from dataloader.layout import (FrameDirs, FrameLayout, MMActionLayout, PackedLayout, TwoStreamLayout,
                                mmaction_frame_name, mmaction_video_dir, open_layout, twostream_frame_name,
                                twostream_video_dirs, video_from_folder)
 from dataloader.synthetic import generate
@@ -20,10 +21,11 @@ def test_frame_names_are_one_based_and_padded():
 
 
 def test_video_folders():
-    assert folder_for_video("Run_g01_c01", "ucf101") == "v_Run_g01_c01"
-    assert folder_for_video("film01_run_clip01", "hmdb51") == "film01_run_clip01"
-    for video, dataset in (("Run_g01_c01", "ucf101"), ("film01_run_clip01", "hmdb51")):
-        assert video_from_folder(folder_for_video(video, dataset)) == video
+    assert get_dataset("ucf101").folder_for_video("Run_g01_c01") == "v_Run_g01_c01"
+    assert get_dataset("hmdb51").folder_for_video("film01_run_clip01") == "film01_run_clip01"
+    assert get_dataset("folders").folder_for_video("Tai_Chi_clip_1") == "v_Tai_Chi_clip_1"
+    for video, dataset in (("Run_g01_c01", "ucf101"), ("film01_run_clip01", "hmdb51"), ("Tai_Chi_clip_1", "folders")):
+        assert video_from_folder(get_dataset(dataset).folder_for_video(video)) == video
     assert twostream_video_dirs("R", "F", "v_x") == (os.path.join("R", "v_x"), os.path.join("F", "u", "v_x"),
                                                       os.path.join("F", "v", "v_x"))
     assert mmaction_video_dir("M", "Run", "x") == os.path.join("M", "Run", "x")
