@@ -7,7 +7,7 @@ lists and the frame folders can carry (`normalize_name`: no whitespace or path s
 Unicode in NFC); a video's name starts with its class (`video_name_in_class`), so two classes
 may hold files of the same name; `split_videos` draws a stratified, group-aware train/test split;
 `write_ucf101_lists` writes classInd.txt, trainlist0N.txt and testlist0N.txt, which both
-streams (`--dataset ucf101`, the default) and fusion.py read. Used by
+streams (`--dataset folders`, or `ucf101`) and fusion.py read. Used by
 `python -m tools.prepare_data --dataset folders`.
 
 Split rule (docs/method.md, "Your own videos"): a class of n videos gets
@@ -28,9 +28,9 @@ from typing import NamedTuple
 import numpy as np
 
 import utils
-from dataloader.layout import folder_for_video
+from dataloader.catalog import FOLDERS
 
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov")
+VIDEO_EXTENSIONS = FOLDERS.video_extensions  # the catalog's entry lists them
 DEFAULT_GROUP_REGEX = r"_(g\d+)_"   # UCF101's actor groups: v_ApplyEyeMakeup_g08_c01
 DEFAULT_TEST_FRACTION = 0.3
 NUM_SPLITS = 3                      # trainlist01..03, as UCF101; split s is drawn with (seed, s)
@@ -167,8 +167,8 @@ def ucf101_list_lines(classes, train, test):
     UCF101, whatever its container, and its frame folder is `v_<name>`."""
     label = {c: i + 1 for i, c in enumerate(classes)}
     ind = [f"{i + 1} {c}" for i, c in enumerate(classes)]
-    trainlist = [f"{v.cls}/{folder_for_video(v.name, 'ucf101')}.avi {label[v.cls]}" for v in train]
-    testlist = [f"{v.cls}/{folder_for_video(v.name, 'ucf101')}.avi" for v in test]
+    trainlist = [f"{v.cls}/{FOLDERS.folder_for_video(v.name)}.avi {label[v.cls]}" for v in train]
+    testlist = [f"{v.cls}/{FOLDERS.folder_for_video(v.name)}.avi" for v in test]
     return ind, trainlist, testlist
 
 

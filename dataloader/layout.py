@@ -11,8 +11,14 @@ Frame counts always come from the directories, per modality (a video with N RGB 
 usually has N-1 flow frames, but shared archives are not always consistent). Folder names
 are matched without the `v_` prefix and case-insensitively, which also covers UCF101's
 HandstandPushups / HandStandPushups spelling.
+
+Every layout implements `FrameLayout` (the interface ClipDataset and the tools read; so does
+dataloader.video.MemoryLayout, one video's frames in memory). A new layout is one subclass
+here, a branch in `open_layout`, and a case in tests/test_layout.py's interface test.
 """
+import abc
 import os
+from dataclasses import dataclass
 
 from dataloader.packed import SOURCES, SUFFIX, PackCache, PackedFrame
 
@@ -52,14 +58,9 @@ def mmaction_video_dir(frames_dir, class_name, folder):
     return os.path.join(frames_dir, class_name, folder)
 
 
-def folder_for_video(video, dataset):
-    """A video's folder name as the datasets' archives spell it: UCF101 folders carry the
-    `v_` prefix of the .avi files (`v_ApplyEyeMakeup_g01_c01`), HMDB51 folders do not."""
-    return UCF101_FOLDER_PREFIX + video if dataset == "ucf101" else video
-
-
 def video_from_folder(dirname):
-    """The name a split list uses for a video folder (the inverse of folder_for_video)."""
+    """The name a split list uses for a video folder: without UCF101's `v_` (the inverse of
+    DatasetSpec.folder_for_video in dataloader/catalog.py, whatever the data set)."""
     return dirname[len(UCF101_FOLDER_PREFIX):] if dirname.startswith(UCF101_FOLDER_PREFIX) else dirname
 
 
@@ -78,7 +79,50 @@ def _count(folder, prefix):
         return sum(1 for e in it if e.name.startswith(prefix) and e.name.endswith(".jpg"))
 
 
-class TwoStreamLayout:
+class FrameLayout(abc.ABC):
+    """Where the frames of a set of videos are: the interface ClipDataset (dataloader/datasets.py),
+    count_frames, tools.pack_frames and the benchmark read.
+
+    Units, for every method: `modality` is "rgb" or "flow"; a frame count is a number of
+    frames of that modality (RGB frames; flow frames = min(u count, v count), usually one
+    fewer than the RGB frames); frame indices are 0-based, while the file names on disk are
+    1-based (index 0 = frame000001.jpg / img_00001.jpg). `video` is a name as the split lists
+    spell it (`ApplyEyeMakeup_g08_c01`, no `v_`), matched case-insensitively by the folder
+    layouts. num_frames and frame_paths assume `has(video, modality)` (a KeyError otherwise).
+    """
+    name: str  # what --layout and messages call it: "twostream", "mmaction", "packed", "memory"
+
+    @abc.abstractmethod
+    def require(self, modality):
+        """None if this modality can be read at all; else raise FileNotFoundError naming the
+        missing folders (and the option that sets them)."""
+
+    @abc.abstractmethod
+    def has(self, video, modality):
+        """Whether `video` has frames of this modality (flow: both u and v), as a bool."""
+
+    @abc.abstractmethod
+    def num_frames(self, video, modality):
+        """The number of frames of this modality (int, units above); 0 for an empty folder."""
+
+    @abc.abstractmethod
+    def frame_paths(self, video, modality):
+        """A function i (0-based) -> the source of frame i: one for RGB, a (u, v) pair for
+        flow. A source is what dataloader.datasets.read_frame / read_bytes open: a file path
+        (folder layouts), a PackedFrame (packs) or an EncodedFrame of JPEG bytes (memory).
+        Nothing is opened here: a missing frame fails when it is read."""
+
+    @abc.abstractmethod
+    def describe(self, modality):
+        """Where this modality's frames are (a folder or pattern), for messages; a str."""
+
+    @abc.abstractmethod
+    def videos(self, modality):
+        """Sorted names (as the split lists spell them) of the videos that have this modality;
+        raises as `require` does when the modality cannot be read."""
+
+
+class TwoStreamLayout(FrameLayout):
     name = "twostream"
 
     def __init__(self, rgb_dir, flow_dir):
@@ -108,7 +152,6 @@ class TwoStreamLayout:
         return min(_count(self._u[k], TWOSTREAM_PREFIX), _count(self._v[k], TWOSTREAM_PREFIX))
 
     def frame_paths(self, video, modality):
-        """Function i -> path(s) of frame i (0-based): one RGB path or a (u, v) pair."""
         k = video.lower()
         if modality == "rgb":
             folder = self._rgb[k]
@@ -120,14 +163,13 @@ class TwoStreamLayout:
         return self.rgb_dir if modality == "rgb" else f"{self.flow_dir}/{{u,v}}"
 
     def videos(self, modality):
-        """Names (as in the split lists) of the videos that have this modality."""
         self.require(modality)
         folders = self._rgb if modality == "rgb" else self._u
         keys = folders.keys() if modality == "rgb" else self._u.keys() & self._v.keys()
         return sorted(video_from_folder(os.path.basename(folders[k])) for k in keys)
 
 
-class MMActionLayout:
+class MMActionLayout(FrameLayout):
     name = "mmaction"
 
     def __init__(self, root):
@@ -164,7 +206,7 @@ class MMActionLayout:
         return sorted(video_from_folder(os.path.basename(d)) for d in self._dirs.values())
 
 
-class PackedLayout:
+class PackedLayout(FrameLayout):
     name = "packed"
 
     def __init__(self, root):
@@ -208,37 +250,51 @@ class PackedLayout:
         return sorted(os.path.basename(self._packs[SOURCES[modality][0]][k])[:-len(SUFFIX)] for k in keys)
 
 
-def open_layout(layout, data_root, rgb_dir=None, flow_dir=None, frames_dir=None, packed_dir=None, allow_packed=True):
-    """Build the layout the user asked for (or detect it under `data_root`; packs first,
-    since a user who packed the frames wants them read).
+@dataclass(frozen=True)
+class FrameDirs:
+    """Frame folders given on the command line (--rgb-dir, --flow-dir, --frames-dir,
+    --packed-dir); None = the default name under the data root."""
+    rgb: str | None = None       # two-stream RGB folder (DATA_ROOT/jpegs_256)
+    flow: str | None = None      # two-stream flow folder with u/ and v/ (DATA_ROOT/tvl1_flow)
+    frames: str | None = None    # mmaction folder (DATA_ROOT/rawframes)
+    packed: str | None = None    # packs (DATA_ROOT/packed)
+
+    def under(self, data_root):
+        """The same with every None replaced by its default under `data_root`."""
+        return FrameDirs(self.rgb or os.path.join(data_root, RGB_DIR), self.flow or os.path.join(data_root, FLOW_DIR),
+                         self.frames or os.path.join(data_root, FRAMES_DIR),
+                         self.packed or os.path.join(data_root, PACKED_DIR))
+
+
+def open_layout(kind, data_root, dirs=None, allow_packed=True):
+    """The FrameLayout of --layout `kind` (one of LAYOUTS) with the folders `dirs` (a FrameDirs;
+    None = all defaults under `data_root`). "auto" detects it, packs first, since a user who
+    packed the frames wants them read; allow_packed=False never reads packs (pack_frames).
 
     Raises FileNotFoundError naming the folders it looked for.
     """
-    rgb_dir = rgb_dir or os.path.join(data_root, RGB_DIR)
-    flow_dir = flow_dir or os.path.join(data_root, FLOW_DIR)
-    frames_dir = frames_dir or os.path.join(data_root, FRAMES_DIR)
-    packed_dir = packed_dir or os.path.join(data_root, PACKED_DIR)
-    if layout == "auto":
-        if allow_packed and os.path.isdir(packed_dir):
-            layout = "packed"
-        elif os.path.isdir(rgb_dir) or os.path.isdir(flow_dir):
-            layout = "twostream"
-        elif os.path.isdir(frames_dir):
-            layout = "mmaction"
+    d = (dirs or FrameDirs()).under(data_root)
+    if kind == "auto":
+        if allow_packed and os.path.isdir(d.packed):
+            kind = "packed"
+        elif os.path.isdir(d.rgb) or os.path.isdir(d.flow):
+            kind = "twostream"
+        elif os.path.isdir(d.frames):
+            kind = "mmaction"
         else:
             raise FileNotFoundError(
-                f"no frames found under --data-root {data_root}: expected {rgb_dir} and {flow_dir} "
-                f"(two-stream layout) or {frames_dir} (mmaction layout); prepare them with "
+                f"no frames found under --data-root {data_root}: expected {d.rgb} and {d.flow} "
+                f"(two-stream layout) or {d.frames} (mmaction layout); prepare them with "
                 "`python -m tools.prepare_data` or point --rgb-dir/--flow-dir/--frames-dir at them")
-    if layout == "twostream":
-        return TwoStreamLayout(rgb_dir, flow_dir)
-    if layout == "mmaction":
-        if not os.path.isdir(frames_dir):
-            raise FileNotFoundError(f"frame folder not found: {frames_dir} (set --data-root or --frames-dir)")
-        return MMActionLayout(frames_dir)
-    if layout == "packed" and allow_packed:
-        if not os.path.isdir(packed_dir):
-            raise FileNotFoundError(f"packed frame folder not found: {packed_dir} (set --data-root or --packed-dir; "
+    if kind == "twostream":
+        return TwoStreamLayout(d.rgb, d.flow)
+    if kind == "mmaction":
+        if not os.path.isdir(d.frames):
+            raise FileNotFoundError(f"frame folder not found: {d.frames} (set --data-root or --frames-dir)")
+        return MMActionLayout(d.frames)
+    if kind == "packed" and allow_packed:
+        if not os.path.isdir(d.packed):
+            raise FileNotFoundError(f"packed frame folder not found: {d.packed} (set --data-root or --packed-dir; "
                                     "write it with python -m tools.pack_frames)")
-        return PackedLayout(packed_dir)
-    raise ValueError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")
+        return PackedLayout(d.packed)
+    raise ValueError(f"unknown layout '{kind}' (choose from {', '.join(LAYOUTS)})")

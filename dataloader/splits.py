@@ -1,17 +1,17 @@
-"""Official split lists of UCF101 and HMDB51.
+"""Split lists in the formats of UCF101 and HMDB51, and the rules that hold out validation.
 
 A split is a list of class names and (video name, 0-based label) pairs for train and test.
 Video names follow the original two-stream code: the file name without `v_` and `.avi`,
 e.g. `ApplyEyeMakeup_g01_c01` (UCF101) or `April_09_brush_hair_u_nm_np1_ba_goo_0` (HMDB51).
+Which data set uses which reader and rule is said once, in dataloader/catalog.py; the
+name-keyed `load_split`, `hold_out_validation`, DATASETS and DEFAULT_SPLITS_SUBDIR here
+look it up there (for the modules that import them from here).
 """
 import math
 import os
 import re
 from dataclasses import dataclass, field
 
-DATASETS = ("ucf101", "hmdb51")
-# Where the lists sit under --data-root when --splits-dir is not given.
-DEFAULT_SPLITS_SUBDIR = {"ucf101": "ucfTrainTestlist", "hmdb51": "testTrainMulti_7030_splits"}
 # --val-groups auto holds out about this fraction of the training list (docs/method.md, section 9).
 VAL_FRACTION = 0.15
 
@@ -141,14 +141,6 @@ def load_hmdb51_split(splits_dir, split):
     return Split(classes, train, test, files)
 
 
-def load_split(dataset, splits_dir, split):
-    if dataset == "ucf101":
-        return load_ucf101_split(splits_dir, split)
-    if dataset == "hmdb51":
-        return load_hmdb51_split(splits_dir, split)
-    raise SplitError(f"unknown dataset '{dataset}' (choose from {', '.join(DATASETS)})")
-
-
 def hold_out_groups(entries, classes, num_groups):
     """Split training entries into (train, val) by whole actor groups: the `num_groups`
     groups that sort last go to validation, so no group straddles the two sets."""
@@ -213,23 +205,33 @@ class HoldOut:
     description: str     # what was held out, in words for the records ('' if nothing)
 
 
-def hold_out_validation(dataset, entries, classes, val_groups="auto"):
-    """The validation set of a run (--val-groups): a list named by actor groups (UCF101)
-    holds out the groups that sort last; HMDB51 whole source films of every class; any
-    other list (your own videos, named without `_gNN_cNN`) videos of every class, so that
-    every class is validated. 'auto': about VAL_FRACTION of the training list; a number:
-    that many groups (films, videos per class); 0: none."""
+def _per_class(entries, classes, val_groups, unit):
+    """hold_out_films_per_class, described in `unit`s (source films, videos)."""
+    train, val = hold_out_films_per_class(entries, classes, val_groups)
+    if not val:
+        return HoldOut(train, val, "")
     auto = val_groups == "auto"
-    if dataset == "hmdb51" or not has_actor_groups(entries):
-        train, val = hold_out_films_per_class(entries, classes, val_groups)
-        if not val:
-            return HoldOut(train, val, "")
-        covered = len({y for _, y in val})
-        unit = "source film" if dataset == "hmdb51" else "video"
-        films = f"{unit}s" if auto else f"{val_groups} {unit}{'s' if val_groups != 1 else ''}"
-        return HoldOut(train, val, f"{films} of each class held out: {len(val)} of {len(entries)} training clips, "
-                                   f"{covered} of {len({y for _, y in entries})} classes"
-                                   + (f"; auto: about {VAL_FRACTION:.0%} of each class" if auto else ""))
+    covered = len({y for _, y in val})
+    films = f"{unit}s" if auto else f"{val_groups} {unit}{'s' if val_groups != 1 else ''}"
+    return HoldOut(train, val, f"{films} of each class held out: {len(val)} of {len(entries)} training clips, "
+                               f"{covered} of {len({y for _, y in entries})} classes"
+                               + (f"; auto: about {VAL_FRACTION:.0%} of each class" if auto else ""))
+
+
+def hold_out_source_films(entries, classes, val_groups="auto"):
+    """HMDB51's rule: whole source films of every class, so every class is validated.
+    'auto': about VAL_FRACTION of each class; a number: that many films per class; 0: none."""
+    return _per_class(entries, classes, val_groups, "source film")
+
+
+def hold_out_actor_groups_or_videos(entries, classes, val_groups="auto"):
+    """The rule of UCF101-format lists: when every video is named by actor group (`_g08_c01`),
+    the groups that sort last ('auto': about VAL_FRACTION of the groups; a number: that many);
+    otherwise (your own videos, named without groups) videos of every class, as
+    hold_out_source_films does with films. 0: no validation set."""
+    if not has_actor_groups(entries):
+        return _per_class(entries, classes, val_groups, "video")
+    auto = val_groups == "auto"
     groups = sorted({video_group(v, classes[y]) for v, y in entries})
     n = auto_val_groups(len(groups)) if auto else val_groups
     train, val = hold_out_groups(entries, classes, n)
@@ -239,3 +241,35 @@ def hold_out_validation(dataset, entries, classes, val_groups="auto"):
     names = held[0] if n == 1 else f"{held[0]}-{held[-1]}"
     return HoldOut(train, val, f"{n} held-out actor group{'s' if n != 1 else ''} of the training list: {names}"
                                + (f"; auto: {VAL_FRACTION:.0%} of {len(groups)} groups" if auto else ""))
+
+
+# ------------------------------------------------------------------ by data-set name
+def _catalog_entry(dataset):
+    # The catalog is built from this module's readers and rules, so this module looks it up
+    # only when called: importing it at the top would be circular.
+    from dataloader.catalog import get_dataset
+    try:
+        return get_dataset(dataset)
+    except ValueError as e:
+        raise SplitError(str(e)) from None
+
+
+def load_split(dataset, splits_dir, split):
+    """The split of the data set named `dataset` (dataloader/catalog.py) read from `splits_dir`;
+    SplitError for a bad list or an unknown name."""
+    return _catalog_entry(dataset).read_split(splits_dir, split)
+
+
+def __getattr__(name):
+    """DATASETS (the names) and DEFAULT_SPLITS_SUBDIR ({name: split-list folder}) are the
+    catalog's, read when first asked for (see _catalog_entry)."""
+    if name in ("DATASETS", "DEFAULT_SPLITS_SUBDIR"):
+        from dataloader import catalog
+        return getattr(catalog, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def hold_out_validation(dataset, entries, classes, val_groups="auto"):
+    """The validation set of a run (--val-groups) by the rule of the data set named `dataset`
+    (dataloader/catalog.py): hold_out_actor_groups_or_videos or hold_out_source_films."""
+    return _catalog_entry(dataset).hold_out(entries, classes, val_groups)

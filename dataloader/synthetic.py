@@ -31,7 +31,9 @@ grayscale JPEG. `flow_texture` chooses what surrounds the motion:
   the only class cue in the flow.
 
 Classes are listed alphabetically, so labels agree between the UCF101-style lists
-(classInd.txt) and the HMDB51 reader (which sorts the per-class files).
+(classInd.txt) and the HMDB51 reader (which sorts the per-class files). How a data set's
+classes, videos and split lists are spelled is its catalog entry's (dataloader/catalog.py,
+DatasetSpec.synthetic); the data sets with one are SYNTHETIC_DATASETS.
 """
 import os
 import shutil
@@ -44,9 +46,9 @@ import numpy as np
 
 import utils
 from dataloader.flow import quantize_flow
-from dataloader.layout import (FLOW_DIR, FRAMES_DIR, RGB_DIR, folder_for_video, mmaction_frame_name,
-                               mmaction_video_dir, twostream_frame_name, twostream_video_dirs)
-from dataloader.splits import DEFAULT_SPLITS_SUBDIR
+from dataloader.catalog import CATALOG, SPLITS, get_dataset
+from dataloader.layout import (FLOW_DIR, FRAMES_DIR, RGB_DIR, mmaction_frame_name, mmaction_video_dir,
+                               twostream_frame_name, twostream_video_dirs)
 
 # Saturated RGB colours far from the dull, low-saturation backgrounds.
 COLOURS = {
@@ -68,19 +70,29 @@ FLOW_TEXTURES = ("plain", "realistic")
 # blob noise, fine noise. Chosen so that 340x256 JPEGs land in the 4-8 KB of real TV-L1 dumps.
 REALISTIC_FLOW = dict(camera=0.8, drift=0.4, blobs=0.3, fine=0.06)
 COLOUR_JITTER = 15         # per-video jitter of the object colour, per channel
+SYNTHETIC_DATASETS = tuple(name for name, spec in CATALOG.items() if spec.synthetic)  # ucf101, hmdb51
 # Everything this tool writes under OUT; --overwrite removes only these.
 MARKER = "synthetic.json"
-MANAGED = (RGB_DIR, FLOW_DIR, FRAMES_DIR, *DEFAULT_SPLITS_SUBDIR.values(), MARKER)
+MANAGED = tuple(dict.fromkeys((RGB_DIR, FLOW_DIR, FRAMES_DIR,
+                               *(CATALOG[d].splits_subdir for d in SYNTHETIC_DATASETS), MARKER)))
+
+
+def _style(dataset):
+    """The catalog's SyntheticStyle of `dataset`. ValueError for a data set without one, naming
+    a generated data set whose lists it reads (for `folders`: ucf101) if there is one."""
+    if dataset in SYNTHETIC_DATASETS:
+        return CATALOG[dataset].synthetic
+    reader = CATALOG[dataset].read_split if dataset in CATALOG else None
+    alike = [d for d in SYNTHETIC_DATASETS if CATALOG[d].read_split is reader]
+    raise ValueError(f"dataset must be {' or '.join(SYNTHETIC_DATASETS)}, not {dataset}"
+                     + (f" (--dataset {alike[0]} writes the split lists that {dataset} reads)" if alike else ""))
 
 
 def class_specs(appearances=3, motions=2, dataset="ucf101"):
     """[(class name, colour name, motion name)] sorted by name (see the module docstring)."""
-    specs = []
-    for colour in list(COLOURS)[:appearances]:
-        for motion in MOTIONS[:motions]:
-            name = colour + motion if dataset == "ucf101" else f"{colour.lower()}_{motion.lower()}"
-            specs.append((name, colour, motion))
-    return sorted(specs)
+    name = _style(dataset).class_name
+    return sorted((name(colour, motion), colour, motion) for colour in list(COLOURS)[:appearances]
+                  for motion in MOTIONS[:motions])
 
 
 def class_names(appearances=3, motions=2, dataset="ucf101"):
@@ -94,7 +106,7 @@ def cue_accuracy(score_file):
     (a perfect spatial stream still guesses the motion); the first two numbers show it.
     `both` is top-1 (the class is its colour and motion); it says whether a fusion got both cues."""
     specs = {name: (colour, motion) for appearances in range(1, len(COLOURS) + 1)
-             for motions in range(1, len(MOTIONS) + 1) for dataset in ("ucf101", "hmdb51")
+             for motions in range(1, len(MOTIONS) + 1) for dataset in SYNTHETIC_DATASETS
              for name, colour, motion in class_specs(appearances, motions, dataset)}
     classes = score_file["classes"]
     pairs = [(specs[classes[int(np.argmax(s))]], specs[classes[score_file["labels"][v]]])
@@ -212,9 +224,7 @@ def render_video(rng, colour, motion, n_frames, width=160, height=120, flow_text
 def synthetic_video_name(dataset, cls, group, clip):
     """UCF101: `RedUp_g08_c01`; HMDB51: `film08_red_up_clip01` (the part before `_<class>_`
     is the source film, which dataloader.splits.video_group uses as the group)."""
-    if dataset == "ucf101":
-        return f"{cls}_g{group:02d}_c{clip:02d}"
-    return f"film{group:02d}_{cls}_clip{clip:02d}"
+    return _style(dataset).video_name(cls, group, clip)
 
 
 def plan_videos(specs, videos_per_class, dataset):
@@ -236,32 +246,18 @@ def is_test_group(group, split):
 
 
 def write_split_lists(out, dataset, classes, videos):
-    """Write the three official-style splits. UCF101 files use CRLF like the originals;
-    HMDB51 lines carry the originals' trailing space. Returns the folder written."""
-    if dataset == "ucf101":
-        folder = os.path.join(out, DEFAULT_SPLITS_SUBDIR["ucf101"])
-
-        def write(name, lines):
-            utils.save_text("".join(line + "\r\n" for line in lines), os.path.join(folder, name))
-
-        write("classInd.txt", [f"{i + 1} {c}" for i, c in enumerate(classes)])
-        for s in (1, 2, 3):
-            write(f"trainlist0{s}.txt", [f"{classes[y]}/v_{v}.avi {y + 1}"
-                                         for v, y, g, _ in videos if not is_test_group(g, s)])
-            write(f"testlist0{s}.txt", [f"{classes[y]}/v_{v}.avi"
-                                        for v, y, g, _ in videos if is_test_group(g, s)])
-        return folder
-    folder = os.path.join(out, DEFAULT_SPLITS_SUBDIR["hmdb51"])
-    for label, cls in enumerate(classes):
-        for s in (1, 2, 3):
-            lines = [f"{v}.avi {2 if is_test_group(g, s) else 1} \n" for v, y, g, _ in videos if y == label]
-            utils.save_text("".join(lines), os.path.join(folder, f"{cls}_test_split{s}.txt"))
+    """Write the three official-style splits in the data set's format (its catalog entry: UCF101
+    files use CRLF like the originals, HMDB51 lines carry the originals' trailing space).
+    Returns the folder written."""
+    folder = get_dataset(dataset).splits_dir(out)
+    _style(dataset).write_lists(folder, classes, [(v, y, tuple(is_test_group(g, s) for s in SPLITS))
+                                                  for v, y, g, _ in videos])
     return folder
 
 
 def _frame_paths(out, layout, dataset, cls, video):
     """Functions i -> path (1-based file numbers) for rgb, u, v, with their folders made."""
-    folder = folder_for_video(video, dataset)
+    folder = get_dataset(dataset).folder_for_video(video)
     if layout == "twostream":
         dirs = twostream_video_dirs(os.path.join(out, RGB_DIR), os.path.join(out, FLOW_DIR), folder)
         for d in dirs:
@@ -309,8 +305,7 @@ def _check_options(appearances, motions, videos_per_class, width, height, min_fr
                          f"got {min_frames}..{max_frames}")
     if layout not in ("twostream", "mmaction"):
         raise ValueError(f"layout must be twostream or mmaction, not {layout}")
-    if dataset not in ("ucf101", "hmdb51"):
-        raise ValueError(f"dataset must be ucf101 or hmdb51, not {dataset}")
+    _style(dataset)
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be 1..100, not {quality}")
     if flow_texture not in FLOW_TEXTURES:
@@ -365,7 +360,7 @@ def generate(out, appearances=3, motions=2, videos_per_class=10, width=160, heig
 
 def _warn_thin_splits(videos, classes):
     """Too few videos per class leave some split without train or test videos of a class."""
-    for s in (1, 2, 3):
+    for s in SPLITS:
         for label, cls in enumerate(classes):
             kinds = {is_test_group(g, s) for _, y, g, _ in videos if y == label}
             if kinds != {True, False}:

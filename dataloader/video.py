@@ -12,6 +12,7 @@ frames sees.
 import cv2
 
 from dataloader.flow import compute_flow, quantize_flow
+from dataloader.layout import FrameLayout
 from dataloader.sampling import stack_indices
 
 DEFAULT_SIZE = (340, 256)  # width, height of extracted frames (prepare_data's default)
@@ -91,9 +92,11 @@ class EncodedFrame:
         return self.name
 
 
-class MemoryLayout:
-    """One video's JPEG frames in memory, with the frame-layout interface ClipDataset reads
-    (dataloader/layout.py). Frames nobody asked for are absent and read as unreadable."""
+class MemoryLayout(FrameLayout):
+    """One video's JPEG frames in memory, as the FrameLayout ClipDataset reads
+    (dataloader/layout.py): `num_rgb` RGB frames, so num_rgb - 1 flow frames, of which only
+    those in the dicts {0-based index: JPEG bytes} are held. Frames nobody asked for are
+    absent and read as unreadable (empty bytes)."""
     name = "memory"
 
     def __init__(self, video, num_rgb, rgb=None, u=None, v=None):
@@ -119,6 +122,9 @@ class MemoryLayout:
 
     def describe(self, modality):
         return f"{self.video} (in memory)"
+
+    def videos(self, modality):
+        return [self.video]
 
 
 def encode_rgb(frames):

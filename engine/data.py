@@ -1,6 +1,5 @@
 """A run's data: the split lists, the held-out validation groups, the three datasets and
 their loaders. Every listed video is checked to exist before any training starts."""
-import os
 import sys
 from dataclasses import dataclass
 
@@ -10,8 +9,8 @@ from torch.utils.data import DataLoader, Subset
 from dataloader.buffers import PREFETCH_FACTOR
 from dataloader.datasets import ClipDataset, EpochSampler, collate_clips, count_frames
 from dataloader.encoded import EncodedClipDataset, check_gpu_decode, collate_encoded
-from dataloader.layout import open_layout
-from dataloader.splits import DEFAULT_SPLITS_SUBDIR, hold_out_validation, load_split
+from dataloader.catalog import get_dataset
+from dataloader.layout import FrameDirs, open_layout
 
 
 @dataclass
@@ -27,11 +26,12 @@ class StreamData:
 def build_data(args, spec, info):
     """Read the split, hold out validation groups, count every video's frames (a missing
     video fails here, not hours later) and build the datasets."""
-    splits_dir = args.splits_dir or os.path.join(args.data_root, DEFAULT_SPLITS_SUBDIR[args.dataset])
-    split = load_split(args.dataset, splits_dir, args.split)
-    holdout = hold_out_validation(args.dataset, split.train, split.classes, args.val_groups)
+    dataset = get_dataset(args.dataset)
+    split = dataset.read_split(args.splits_dir or dataset.splits_dir(args.data_root), args.split)
+    holdout = dataset.hold_out(split.train, split.classes, args.val_groups)
     train_entries, val_entries = holdout.train, holdout.val
-    layout = open_layout(args.layout, args.data_root, args.rgb_dir, args.flow_dir, args.frames_dir, args.packed_dir)
+    dirs = FrameDirs(args.rgb_dir, args.flow_dir, args.frames_dir, args.packed_dir)
+    layout = open_layout(args.layout, args.data_root, dirs)
     counts = count_frames(train_entries + val_entries + split.test, layout, spec.modality)
     stack = args.stack
     short = [n for n in counts.values() if n < stack] if spec.modality == "flow" else []

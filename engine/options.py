@@ -8,7 +8,8 @@ import os
 import utils
 from dataloader.encoded import DECODE_CHOICES
 from dataloader.layout import LAYOUTS
-from dataloader.splits import DATASETS, VAL_FRACTION
+from dataloader.catalog import DATASETS
+from dataloader.splits import VAL_FRACTION
 from engine.records import LAST_SCORES, finished_files
 from network.backbones import ARCHS, DEFAULT_ARCH
 from network.consensus import CONSENSUS

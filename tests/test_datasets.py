@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dataloader.datasets import BadFrameError, ClipDataset, DataError, EpochSampler, collate_clips, count_frames
-from dataloader.layout import MMActionLayout, TwoStreamLayout, open_layout
+from dataloader.layout import FrameDirs, MMActionLayout, TwoStreamLayout, open_layout
 
 H, W, CROP = 24, 32, 16
 
@@ -376,7 +376,7 @@ def test_open_layout_detection(tmp_path):
     assert isinstance(open_layout("auto", str(tmp_path / "mm")), MMActionLayout)
     assert isinstance(open_layout("mmaction", str(tmp_path / "mm")), MMActionLayout)
     explicit = open_layout("twostream", str(tmp_path / "nowhere"),
-                           rgb_dir=str(tmp_path / "ts" / "jpegs_256"))
+                           FrameDirs(rgb=str(tmp_path / "ts" / "jpegs_256")))
     assert explicit.has("A_g01_c01", "rgb")
     with pytest.raises(FileNotFoundError) as e:
         open_layout("auto", str(tmp_path / "empty"))

@@ -7,7 +7,7 @@ import torch
 
 import utils
 from dataloader.datasets import BadFrameError, ClipDataset, count_frames
-from dataloader.layout import PackedLayout, open_layout
+from dataloader.layout import FrameDirs, PackedLayout, open_layout
 from dataloader.packed import MAGIC, PackError, PackFile
 from dataloader.splits import load_split
 from engine.train import main
@@ -54,7 +54,7 @@ def test_packs_from_the_mmaction_layout(tmp_path):
     generate(root, appearances=2, motions=2, videos_per_class=2, width=40, height=36, min_frames=6,
              max_frames=9, seed=3, layout="mmaction", verbose=False)
     assert pack_frames.main(["--data-root", str(root), "--out", str(tmp_path / "packs")]) == 0
-    packed = open_layout("packed", str(root), packed_dir=str(tmp_path / "packs"))
+    packed = open_layout("packed", str(root), FrameDirs(packed=str(tmp_path / "packs")))
     for modality in ("rgb", "flow"):
         assert_same_items(open_layout("mmaction", str(root)), packed, modality, entries(root))
 

@@ -6,7 +6,7 @@
 import argparse
 import sys
 
-from dataloader.synthetic import FLOW_TEXTURES, generate
+from dataloader.synthetic import FLOW_TEXTURES, SYNTHETIC_DATASETS, generate
 
 
 def build_parser():
@@ -32,7 +32,7 @@ def build_parser():
     p.add_argument("--layout", choices=("twostream", "mmaction"), default="twostream",
                    help="twostream: jpegs_256/ + tvl1_flow/{u,v}/; mmaction: rawframes/<Class>/<video>/ "
                         "(default twostream)")
-    p.add_argument("--dataset", choices=("ucf101", "hmdb51"), default="ucf101",
+    p.add_argument("--dataset", choices=SYNTHETIC_DATASETS, default="ucf101",
                    help="naming and split lists: ucf101 (ucfTrainTestlist/, RedUp, v_ folders) or hmdb51 "
                         "(testTrainMulti_7030_splits/, red_up) (default ucf101)")
     p.add_argument("--flow-texture", choices=FLOW_TEXTURES, default="plain",

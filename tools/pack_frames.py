@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm import tqdm
 
-from dataloader.layout import PACKED_DIR, open_layout
+from dataloader.layout import PACKED_DIR, FrameDirs, open_layout
 from dataloader.packed import SOURCES, SUFFIX, PackError, PackFile, write_pack
 
 
@@ -88,7 +88,7 @@ def main(argv=None):
     try:
         if os.path.exists(out) and not os.path.isdir(out):
             raise ValueError(f"--out {out}: is a file; expected a folder for the packs")
-        layout = open_layout(args.layout, args.data_root, args.rgb_dir, args.flow_dir, args.frames_dir,
+        layout = open_layout(args.layout, args.data_root, FrameDirs(args.rgb_dir, args.flow_dir, args.frames_dir),
                              allow_packed=False)
         jobs = [(v, m) for m in args.modality for v in layout.videos(m)]
         if not jobs:

@@ -49,10 +49,11 @@ from tqdm import tqdm
 
 import utils
 from dataloader import folders
+from dataloader.catalog import DATASETS, get_dataset
 from dataloader.flow import BOUND, FLOW_METHODS, compute_flow, quantize_flow, tvl1
-from dataloader.layout import (FLOW_COMPONENTS, FLOW_DIR, PREPARE_INFO, RGB_DIR, UCF101_FOLDER_PREFIX,
-                               folder_for_video, twostream_frame_name, twostream_video_dirs)
-from dataloader.splits import DEFAULT_SPLITS_SUBDIR, video_name
+from dataloader.layout import (FLOW_COMPONENTS, FLOW_DIR, PREPARE_INFO, RGB_DIR, twostream_frame_name,
+                               twostream_video_dirs)
+from dataloader.splits import video_name
 from dataloader.video import DEFAULT_SIZE, JPEG_PARAMS, resize_frame
 
 # FLOW_DIR is tvl1_flow also for farneback: readers look for this name.
@@ -102,17 +103,20 @@ def _key(name):
 
 
 def list_videos(videos_dir, dataset="ucf101"):
-    """Sorted paths of `<videos_dir>/<class>/<video>.avi` (UCF101 and HMDB51 both use this).
+    """Sorted paths of `<videos_dir>/<class>/<video>.avi` (UCF101's and HMDB51's layout; the
+    extensions, and the warning for names unlike the data set's, are from its catalog entry).
 
     Raises ValueError when nothing is found or two videos would share an output folder."""
+    spec = get_dataset(dataset)
     paths = []
     for cls in sorted(os.listdir(videos_dir)):
         cls_dir = os.path.join(videos_dir, cls)
         if os.path.isdir(cls_dir):
-            paths += [os.path.join(cls_dir, f) for f in os.listdir(cls_dir) if f.lower().endswith(".avi")]
+            paths += [os.path.join(cls_dir, f) for f in os.listdir(cls_dir)
+                      if f.lower().endswith(spec.video_extensions)]
     paths.sort()
     if not paths:
-        raise ValueError(f"no <class>/<video>.avi files in {videos_dir} "
+        raise ValueError(f"no <class>/<video>{'|'.join(spec.video_extensions)} files in {videos_dir} "
                          f"(give the folder holding the class folders, e.g. UCF-101)")
     seen = {}
     for p in paths:
@@ -120,11 +124,8 @@ def list_videos(videos_dir, dataset="ucf101"):
         if name in seen:
             raise ValueError(f"two videos would share the output folder '{name}': {seen[name]} and {p}")
         seen[name] = p
-    if dataset == "ucf101":
-        odd = [n for n in seen if not n.startswith(UCF101_FOLDER_PREFIX)]
-        if odd:
-            print(f"warning: {len(odd)} video(s) not named v_<Class>_gXX_cYY (e.g. {odd[0]}); "
-                  f"is this HMDB51? (--dataset hmdb51)", file=sys.stderr)
+    if spec.name_warning and (warning := spec.name_warning(list(seen))):
+        print(f"warning: {warning}", file=sys.stderr)
     return paths
 
 
@@ -270,7 +271,7 @@ def build_parser():
     p.add_argument("--videos-dir", required=True,
                    help="folder holding <class>/<video>.avi (the extracted UCF-101 folder, or HMDB51's)")
     p.add_argument("--out", required=True, help="output folder (gets jpegs_256/, tvl1_flow/u, tvl1_flow/v)")
-    p.add_argument("--dataset", choices=("ucf101", "hmdb51", "folders"), default="ucf101",
+    p.add_argument("--dataset", choices=DATASETS, default="ucf101",
                    help="ucf101 / hmdb51: the official videos (name checks, prepare_info.json); folders: your own "
                         "<class>/<video>.{avi,mp4,mkv,webm,mov}, and write UCF101-format split lists (default: ucf101)")
     p.add_argument("--test-fraction", type=float, default=folders.DEFAULT_TEST_FRACTION,
@@ -309,12 +310,13 @@ def main(argv=None):
         parser.error(f"--group-regex is not a regular expression: {e}")
     info = {"flow": args.flow, "width": args.width, "height": args.height, "bound": BOUND,
             "dataset": args.dataset, "flow_dir": FLOW_DIR, "rgb_dir": RGB_DIR, "opencv": cv2.__version__}
+    spec = get_dataset(args.dataset)
     try:
-        if args.dataset == "folders":
-            listed = folders.list_class_videos(args.videos_dir)
+        if spec.writes_splits:
+            listed = folders.list_class_videos(args.videos_dir, spec.video_extensions)
             by_path = {v.path: v for v in listed}
             paths = select_videos([v.path for v in listed], args.videos, args.limit)
-            names = [folder_for_video(by_path[p].name, "ucf101") for p in paths]
+            names = [spec.folder_for_video(by_path[p].name) for p in paths]
             info |= {"test_fraction": args.test_fraction, "seed": args.seed, "group_regex": args.group_regex}
             if not 0 < args.test_fraction < 1:
                 raise ValueError(f"--test-fraction must be between 0 and 1, not {args.test_fraction}")
@@ -360,19 +362,19 @@ def main(argv=None):
         print(f"error: none of the {len(failed)} videos could be prepared; nothing was written to {args.out}",
               file=sys.stderr)
         return 1
-    if args.dataset == "folders":
+    if spec.writes_splits:
         ready = [by_path[p] for p, n in zip(paths, names) if is_finished(args.out, n)]
         try:
-            write_folder_splits(args, ready, len(paths) - len(ready))
+            write_folder_splits(args, spec, ready, len(paths) - len(ready))
         except (ValueError, OSError) as e:
             print(f"error: no split lists written: {e}", file=sys.stderr)
             return 2
     return 1 if failed else 0
 
 
-def write_folder_splits(args, videos, missing):
-    """The UCF101-format lists of the videos whose frames are complete."""
-    splits_dir = os.path.join(args.out, DEFAULT_SPLITS_SUBDIR["ucf101"])
+def write_folder_splits(args, spec, videos, missing):
+    """The UCF101-format lists of the videos whose frames are complete, in the data set's folder."""
+    splits_dir = spec.splits_dir(args.out)
     if missing:
         print(f"warning: {missing} video(s) have no frames and are left out of the split lists", file=sys.stderr)
     splits = folders.write_ucf101_lists(splits_dir, videos, args.test_fraction, args.seed, args.group_regex)
