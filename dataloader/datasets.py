@@ -10,6 +10,7 @@ happens later on the device (dataloader/transforms.py). Each item is
 Training randomness comes from a generator seeded by (seed, epoch, index), so a sample
 is the same whichever worker draws it and a resumed run sees the same data.
 """
+import copy
 import dataclasses
 
 import cv2
@@ -100,6 +101,12 @@ class ClipDataset(Dataset):
 
     def __len__(self):
         return len(self.entries)
+
+    def with_entries(self, entries):
+        """This dataset (layout, protocol, frame size) over other entries counted in self.counts."""
+        other = copy.copy(self)
+        other.entries, other._buffers = list(entries), None
+        return other
 
     def probe_frame_size(self):
         """(H, W) of the first readable frame of the first video; every frame must match it."""

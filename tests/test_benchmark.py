@@ -13,7 +13,7 @@ from engine.loop import to_device
 from dataloader.layout import open_layout
 from dataloader.splits import load_split
 from dataloader.transforms import FLOW_STD, RGB_STD, mirror, normalize
-from tools import benchmark
+from tools import bench_classic, bench_loader, benchmark
 from dataloader.synthetic import generate
 
 # The two paths decode the same JPEGs with different libraries (OpenCV vs Pillow). Both
@@ -125,9 +125,9 @@ def both_paths(data, modality, stack=4, crop=32, segments=3, seed=5, count=12):
     counts = count_frames(entries, layout, modality)
     ours = ClipDataset(entries, counts, layout, modality, stack=stack, crop_size=crop, train=True,
                        num_segments=segments, seed=seed)
-    old = benchmark.ClassicClipDataset(entries, counts, layout, modality, frame_size=ours.frame_size,
+    old = bench_classic.ClassicClipDataset(entries, counts, layout, modality, frame_size=ours.frame_size,
                                        stack=stack, crop_size=crop, num_segments=segments, seed=seed)
-    items = benchmark.training_items(len(ours), seed, count)
+    items = bench_loader.training_items(len(ours), seed, count)
     batch = collate_clips([ours[i] for i in items])
     x, label = to_device(batch, torch.device("cpu"), modality)
     classic = default_collate([old[i] for i in items])
@@ -163,7 +163,7 @@ def test_flow_batches_match_the_classic_baseline(data, monkeypatch):
     no_inversion = normalize(mirror(clip, flip), "flow")  # mirror only, u not inverted
     assert max_diff(no_inversion, classic) > 10 * TOL["flow"]
     monkeypatch.setattr(old, "INVERT_U", False)
-    items = benchmark.training_items(len(old), 5, 12)
+    items = bench_loader.training_items(len(old), 5, 12)
     classic_wrong = default_collate([old[i] for i in items])[0]
     assert max_diff(x, classic_wrong) > 10 * TOL["flow"]
     # ... or another channel order: the seed's rotated pairs (first pair last), u/v swapped.
@@ -183,7 +183,7 @@ def test_item_frames_are_the_frames_an_item_decodes(data, modality, train, monke
                      test_frames=5, seed=5)
     read, real = [], datasets.read_frame
     monkeypatch.setattr(datasets, "read_frame", lambda path, color: read.append(path) or real(path, color))
-    items = benchmark.training_items(len(ds), 5, 6) if train else range(4)
+    items = bench_loader.training_items(len(ds), 5, 6) if train else range(4)
     for item in items:
         read.clear()
         ds[item]

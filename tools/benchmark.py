@@ -3,7 +3,9 @@
     python -m tools.benchmark --stream motion --device cpu            # synthetic 340x256 set
     python -m tools.benchmark --data-root data/ucf101 --stream spatial --device cuda --workers 16 --batch-size 64
 
-Measures, on the same videos and the same sample positions / crops / flips:
+Measures, on the same videos and the same sample positions / crops / flips (the data sets come
+from engine.data.build_data, as in training: tools/bench_data.py; the measurements are in
+tools/bench_loader.py and tools/bench_model.py, the baseline in tools/bench_classic.py):
 
 1. pipeline  the project's data pipeline alone: ClipDataset + engine.data.make_loader + the
              device-side flip/normalise (engine.loop.to_device -> to_network_input); also the
@@ -28,193 +30,28 @@ A "sample" is one training video item (K segments). Rates exclude warm-up batche
 start-up, first decodes, cuDNN autotuning). Prints a Markdown table, then one JSON line.
 """
 import argparse
-import io
 import json
 import math
 import os
 import shutil
-import statistics
 import sys
-import tempfile
-import time
 
-import cv2
-import numpy as np
 import torch
-import torch.nn.functional as F
-import torchvision.transforms.functional as TF
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision import transforms
 
 import utils
-from dataloader.datasets import EpochSampler, count_frames, decode_flag, read_bytes
-from dataloader.encoded import DECODE_CHOICES, EncodedBatch, collate_encoded, decode_clips
-from dataloader.layout import LAYOUTS, PACKED_DIR, open_layout
-from dataloader.sampling import random_crop_box, sample_train_positions, stack_indices
-from dataloader.splits import DATASETS, DEFAULT_SPLITS_SUBDIR, load_split
-from dataloader.transforms import FLOW_MEAN, FLOW_STD, RGB_MEAN, RGB_STD
-from engine.data import check_decode, dataset_class, make_loader
-from engine.loop import LoopConfig, evaluate, to_device, train_one_epoch
-from engine.runtime import autocast, default_amp, enable_huge_pages, pick_device, set_cpu_threads
+from dataloader.catalog import DATASETS
+from dataloader.encoded import DECODE_CHOICES
+from dataloader.layout import LAYOUTS
+from engine.data import check_decode
+from engine.runtime import enable_huge_pages, pick_device, set_cpu_threads
 from engine.streams import STREAMS, in_channels
 from network.backbones import ARCHS, DEFAULT_ARCH
-from network.model import build_model
-from tools.pack_frames import pack_video
+from network.model import build_model, build_optimizer
+from tools.bench_data import build_sets, loop_config, prepare_data, uses_synthetic
+from tools.bench_loader import feeding, measure_gpu_decode, measure_loaders
+from tools.bench_model import measure_eval, measure_step, measure_train
 
 UCF101_TRAIN_VIDEOS, UCF101_TEST_VIDEOS = 9537, 3783  # split 1
-
-
-# ------------------------------------------------------------------- the baseline
-class ClassicClipDataset(Dataset):
-    """BASELINE ONLY - not used for training. Training items loaded the way the original
-    two-stream code did: one PIL `Image.open` per frame, per-frame torchvision transforms
-    (crop, flip, ToTensor, Normalize) in float, the flow stack built by per-frame torch.cat,
-    float items through the default collate.
-
-    It draws the same positions, crop and flip as ClipDataset for an (index, epoch) item
-    (same generator, same calls in the same order), and applies what the project applies
-    (flow u -> 255 - u when mirrored, channel order u1, v1, ..., uL, vL, the same
-    normalisation), so its output is the project's network input, computed the old way.
-    Item: (clip float32 (K, C, crop, crop), label, index).
-    """
-
-    INVERT_U = True  # the tests switch it off to show that the comparison catches a missing inversion
-
-    def __init__(self, entries, counts, layout, modality, *, frame_size, stack=10, crop_size=224,
-                 num_segments=3, seed=0):
-        self.entries, self.counts, self.layout, self.modality = entries, counts, layout, modality
-        self.span = stack if modality == "flow" else 1
-        self.crop, self.num_segments, self.seed = crop_size, num_segments, seed
-        self.frame_size = tuple(frame_size)
-        if modality == "rgb":
-            self.normalize = transforms.Normalize(RGB_MEAN, RGB_STD)
-        else:
-            self.normalize = transforms.Normalize([FLOW_MEAN], [FLOW_STD])
-
-    def __len__(self):
-        return len(self.entries)
-
-    def __getitem__(self, item):
-        index, epoch = item
-        rng = np.random.default_rng([self.seed, epoch, index])  # as ClipDataset
-        video, label = self.entries[index]
-        n = self.counts[video]
-        paths_of = self.layout.frame_paths(video, self.modality)
-        h, w = self.frame_size
-        c = self.crop
-        positions = sample_train_positions(n, self.num_segments, self.span, rng)
-        top, left = random_crop_box(h, w, c, rng)
-        flip = bool(rng.random() < 0.5)
-        ops = [transforms.Lambda(lambda im: TF.crop(im, top, left, c, c))]
-        if flip:
-            ops.append(transforms.RandomHorizontalFlip(p=1.0))
-        ops.append(transforms.ToTensor())
-        per_frame = transforms.Compose(ops)
-        segments = []
-        for p in positions:
-            if self.modality == "rgb":
-                with open_image(paths_of(int(p))) as im:
-                    segments.append(self.normalize(per_frame(im.convert("RGB"))))
-                continue
-            stack = None
-            for i in stack_indices(int(p), self.span, n):
-                u_path, v_path = paths_of(int(i))
-                with open_image(u_path) as im:
-                    u = per_frame(im.convert("L"))
-                with open_image(v_path) as im:
-                    v = per_frame(im.convert("L"))
-                if flip and self.INVERT_U:
-                    u = 1.0 - u  # a mirrored flow field points the other way horizontally
-                uv = torch.cat([self.normalize(u), self.normalize(v)])
-                stack = uv if stack is None else torch.cat([stack, uv])
-            segments.append(stack)
-        return torch.stack(segments), label, index
-
-
-# ---------------------------------------------------------------------- helpers
-def open_image(path):
-    """PIL image of a frame file, or of a PackedFrame's bytes (--layout packed)."""
-    return Image.open(path if isinstance(path, str) else io.BytesIO(path.read()))
-
-
-class ItemSampler(Sampler):
-    """Yields a given list of (index, epoch) items; the list can be swapped between passes
-    of a loader with persistent workers (warm-up pass, then the timed pass)."""
-
-    def __init__(self, items=()):
-        self.items = list(items)
-
-    def __iter__(self):
-        return iter(self.items)
-
-    def __len__(self):
-        return len(self.items)
-
-
-class WaitTimer:
-    """Wraps a loader; adds up the time spent waiting in next(), i.e. waiting for data."""
-
-    def __init__(self, loader):
-        self.loader, self.wait = loader, 0.0
-
-    def __len__(self):
-        return len(self.loader)
-
-    def __iter__(self):
-        it = iter(self.loader)
-        while True:
-            t = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                self.wait += time.perf_counter() - t
-                return
-            self.wait += time.perf_counter() - t
-            yield batch
-
-
-def training_items(size, seed, count):
-    """The first `count` (index, epoch) items of the training order, epoch after epoch."""
-    items, epoch = [], 0
-    sampler = EpochSampler(size, seed)
-    while len(items) < count:
-        sampler.set_epoch(epoch)
-        items.extend(sampler)
-        epoch += 1
-    return items[:count]
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def release(loader):
-    """Stop a loader's persistent workers now (they would otherwise hold CPU memory and
-    compete with the next measurement until garbage-collected)."""
-    it = getattr(loader, "_iterator", None)
-    if it is not None and hasattr(it, "_shutdown_workers"):
-        it._shutdown_workers()
-    loader._iterator = None
-
-
-def time_loader(loader, sampler, warm_items, timed_items, consume, device, on_start=None):
-    """Samples/s of one timed pass over `timed_items`, after a full warm-up pass through
-    the same (persistent) workers. The timed pass starts with empty queues, so its time
-    includes filling the pipeline (conservative)."""
-    sampler.items = warm_items
-    for batch in loader:
-        consume(batch)
-    synchronize(device)
-    sampler.items = timed_items
-    if on_start:
-        on_start()
-    start, n = time.perf_counter(), 0
-    for batch in loader:
-        n += consume(batch).shape[0]
-    synchronize(device)
-    return n, time.perf_counter() - start
 
 
 # ---------------------------------------------------------------------- options
@@ -298,242 +135,6 @@ def check_options(args):
         raise ValueError("--threads must be at least 1")
 
 
-# ------------------------------------------------------------------------- data
-def uses_synthetic(args):
-    return args.synthetic or not args.data_root
-
-
-def prepare_data(args):
-    """The data root: --data-root, or a synthetic set generated in a temporary folder."""
-    if not uses_synthetic(args):
-        return args.data_root
-    from dataloader.synthetic import generate
-    root = tempfile.mkdtemp(prefix="benchmark-synthetic-")
-    lo, hi = args.synthetic_frames
-    options = dict(appearances=3, motions=2, videos_per_class=args.synthetic_videos, width=args.frame_width,
-                   height=args.frame_height, min_frames=lo, max_frames=hi, seed=args.seed, verbose=False,
-                   flow_texture=args.flow_texture)
-    # In a spawned process: generating (OpenCV resizes and blurs large images) starts OpenCV's
-    # thread pool, and data workers forked later from a process with that pool hung (futex).
-    import multiprocessing
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        pool.apply(generate, (root,), options)
-    if args.layout == "packed":  # one file per video and source, as python -m tools.pack_frames writes
-        layout = open_layout("twostream", root, allow_packed=False)
-        for modality in ("rgb", "flow"):
-            for video in layout.videos(modality):
-                pack_video(layout, video, modality, os.path.join(root, PACKED_DIR))
-    return root
-
-
-def build_sets(args, root, modality):
-    splits_dir = args.splits_dir or os.path.join(root, DEFAULT_SPLITS_SUBDIR[args.dataset])
-    split = load_split(args.dataset, splits_dir, args.split)
-    layout = open_layout(args.layout, root)
-    # Spread over the test list, then the training list if more videos are asked for than
-    # a small set has test videos (the rate depends on the protocol, not on the split).
-    pool = split.test + split.train
-    step = max(1, len(pool) // args.eval_videos)
-    test_entries = pool[::step][:args.eval_videos]
-    counts = count_frames(split.train + test_entries, layout, modality)
-    common = dict(stack=args.stack, crop_size=args.crop_size, num_segments=args.num_segments,
-                  test_frames=args.test_frames, test_crops=args.test_crops, seed=args.seed)
-    kind = dataset_class(args.decode)
-    train = kind(split.train, counts, layout, modality, train=True, **common)
-    test = kind(test_entries, counts, layout, modality, train=False, frame_size=train.frame_size, **common)
-    classic = ClassicClipDataset(split.train, counts, layout, modality, frame_size=train.frame_size,
-                                 stack=args.stack, crop_size=args.crop_size, num_segments=args.num_segments,
-                                 seed=args.seed)
-    return split.classes, train, test, classic
-
-
-def loop_config(args, device, modality):
-    """The training loops' settings, as the training scripts would set them (no progress bars)."""
-    amp = default_amp(device) if args.amp is None else args.amp
-    return LoopConfig(modality, amp, args.workers, args.test_batch_size, args.seed, progress=False)
-
-
-# ------------------------------------------------------------------- measurements
-def measure_loaders(args, train, classic, loop, device):
-    """{pipeline, uint8 (the same loader without flip/normalise), classic: samples/s;
-    transform: share of the pipeline's time spent in _to_device in this process; prefetch:
-    the loader's prefetch factor; batch: a batch on the device for the model step}."""
-    b = args.batch_size
-    warm_n, timed_n = args.warmup * b, args.batches * b
-    items = training_items(len(train), args.seed, (warm_n + timed_n) * args.repeats)
-    pipe_sampler, classic_sampler = ItemSampler(), ItemSampler()
-    pipe = make_loader(train, b, device, args.workers, args.seed, sampler=pipe_sampler, persistent=True)
-    old = DataLoader(classic, batch_size=b, sampler=classic_sampler, num_workers=args.workers,
-                     pin_memory=pipe.pin_memory, persistent_workers=args.workers > 0,
-                     prefetch_factor=pipe.prefetch_factor if args.workers > 0 else None)
-    kept = {"transform_s": 0.0, "prefetch": pipe.prefetch_factor or 0}
-
-    def pipe_consume(batch):
-        t = time.perf_counter()
-        x, y = to_device(batch, device, loop.modality)
-        kept["batch"] = (x, y)
-        kept["transform_s"] += time.perf_counter() - t
-        return x
-
-    def touch(x):
-        if device.type == "cpu":
-            # A batch arrives as shared memory not yet mapped into this process; the network
-            # would fault its pages in when reading it. Touch one value per 4 KiB page so that
-            # the batch is as resident as the pipeline's output (which to_network_input wrote).
-            flat = x.as_strided((x.numel(),), (1,), x.storage_offset())  # dense; RGB clips are a permuted view
-            flat[::4096 // x.element_size()].sum()
-        return x
-
-    def uint8_consume(batch):  # the loader alone: uint8 clips on the device, no flip/normalise
-        labels = torch.from_numpy(batch.labels).to(device, non_blocking=True)
-        if isinstance(batch, EncodedBatch):  # --decode gpu: JPEG bytes, which stay on the CPU for decode_jpeg
-            touch(batch.data)
-            return labels
-        x = touch(batch.clips.to(device, non_blocking=True))
-        batch.release()  # as to_device: done with the worker's buffer (on a GPU the pin thread releases it)
-        return x
-
-    def classic_consume(batch):
-        batch[1].to(device, non_blocking=True)
-        return touch(batch[0].to(device, non_blocking=True))
-
-    rates = {"pipeline": [], "uint8": [], "classic": [], "transform": [], "decode": [], "frames": [], "bytes": []}
-    try:
-        for r in range(args.repeats):  # alternate, so that a change of machine load hits both
-            chunk = items[r * (warm_n + timed_n):(r + 1) * (warm_n + timed_n)]
-            warm, timed = chunk[:warm_n], chunk[warm_n:]
-            n, wall = time_loader(pipe, pipe_sampler, warm, timed, pipe_consume, device,
-                                  on_start=lambda: kept.update(transform_s=0.0))
-            rates["pipeline"].append(n / wall)
-            rates["transform"].append(kept["transform_s"] / wall)
-            # The bare decode of the timed items' frames right beside the loader that decodes them
-            decode_rate, frame_bytes, frames = measure_decode(train, timed)
-            rates["decode"].append(decode_rate)
-            rates["bytes"].append(frame_bytes)
-            rates["frames"].append(frames / len(timed))
-            n, wall = time_loader(pipe, pipe_sampler, warm, timed, uint8_consume, device)
-            rates["uint8"].append(n / wall)
-            n, wall = time_loader(old, classic_sampler, warm, timed, classic_consume, device)
-            rates["classic"].append(n / wall)
-    finally:
-        release(pipe)
-        release(old)
-    result = {k: statistics.median(v) for k, v in rates.items()}
-    return result | {"prefetch": kept["prefetch"], "batch": kept["batch"]}
-
-
-def measure_decode(train, items):
-    """Bare JPEG decoding of the frames `items` read, on one core: (frames/s, mean bytes per
-    frame, frames). cv2.imdecode of bytes already in memory (no file opens, no crops), one
-    thread, with the flags the loader's workers use. A frame an item uses twice (clamped
-    stacks of short videos) counts once, as the loader decodes it once. Median of 3 passes."""
-    frames = [f for item in items for pair in train.item_frames(item)
-              for f in (pair if isinstance(pair, tuple) else (pair,))]
-    data = [np.frombuffer(read_bytes(f), np.uint8) for f in frames]
-    flag = decode_flag(train.modality)
-    # One thread: this one (OpenCV decodes a JPEG in the calling thread). cv2.setNumThreads is
-    # not touched here: changing OpenCV's pool in this process hung data workers forked later.
-    for d in data[:20]:  # warm-up
-        cv2.imdecode(d, flag)
-    rates = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for d in data:
-            cv2.imdecode(d, flag)
-        rates.append(len(data) / (time.perf_counter() - start))
-    return statistics.median(rates), float(np.mean([len(d) for d in data])), len(data)
-
-
-def measure_gpu_decode(args, train, device):
-    """Frames/s of dataloader.encoded.decode_clips on the device (batched decode + crops),
-    synchronised, on EncodedBatches of training items gathered beforehand (pinned on CUDA, as
-    the loader delivers them): the device's decode rate without any loader. A frame is one
-    JPEG: an RGB frame, or one flow component (u or v), as in decode_frames_per_s."""
-    b = args.batch_size
-    items = training_items(len(train), args.seed, (args.warmup + args.batches) * b)
-    batches = [collate_encoded([train[i] for i in items[k:k + b]]) for k in range(0, len(items), b)]
-    if device.type == "cuda":
-        batches = [batch._replace(data=batch.data.pin_memory()) for batch in batches]
-    for batch in batches[:args.warmup]:
-        decode_clips(batch, device)
-    synchronize(device)
-    timed = batches[args.warmup:]
-    start = time.perf_counter()
-    for batch in timed:
-        decode_clips(batch, device)
-    synchronize(device)
-    return sum(len(batch.offsets) - 1 for batch in timed) / (time.perf_counter() - start)
-
-
-def feeding(args, uint8_rate, decode_rate, frames_per_sample, step_rate):
-    """The loader against the decode limit and the model: {loader samples/s per worker,
-    decode efficiency (its frames/s per worker over bare decode frames/s), target samples/s,
-    workers to feed it}."""
-    per_worker = uint8_rate / max(1, args.workers)  # --workers 0: the main process is the one worker
-    target = args.target_samples_per_s or step_rate
-    return {"loader_samples_per_s_per_worker": per_worker,
-            "decode_efficiency": per_worker * frames_per_sample / decode_rate, "target_samples_per_s": target,
-            "workers_to_feed": math.ceil(target / per_worker)}
-
-
-def train_step(model, optimizer, x, y, device, amp):
-    with autocast(device, amp):
-        out = model(x)
-    loss = F.cross_entropy(out.float(), y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.item()  # as train_one_epoch: one host sync per step
-
-
-def measure_step(model, optimizer, batch, device, args, loop):
-    x, y = batch
-    model.train()
-    for _ in range(args.warmup):
-        train_step(model, optimizer, x, y, device, loop.amp)
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(args.step_batches):
-        train_step(model, optimizer, x, y, device, loop.amp)
-    synchronize(device)
-    return args.step_batches * x.shape[0] / (time.perf_counter() - start)
-
-
-def measure_train(model, optimizer, train, device, args, loop):
-    """(samples/s, fraction of the wall time spent waiting for data) of engine.loop.train_one_epoch."""
-    b = args.batch_size
-    offset = (args.warmup + args.batches) * b * args.repeats  # items the loader timing did not use
-    items = training_items(len(train), args.seed, offset + (args.warmup + args.train_batches) * b)[offset:]
-    sampler = ItemSampler(items[:args.warmup * b])
-    loader = make_loader(train, b, device, args.workers, args.seed, sampler=sampler, persistent=True)
-    try:
-        train_one_epoch(model, loader, optimizer, device, 0, loop)  # warm-up
-        synchronize(device)
-        sampler.items = items[args.warmup * b:]
-        timed = WaitTimer(loader)
-        start = time.perf_counter()
-        train_one_epoch(model, timed, optimizer, device, 1, loop)
-        synchronize(device)
-        wall = time.perf_counter() - start
-    finally:
-        release(loader)
-    return len(sampler.items) / wall, timed.wait / wall
-
-
-def measure_eval(model, test, device, loop):
-    """Videos/s of engine.loop.evaluate (its own short-lived loader, worker start-up included),
-    after a warm-up evaluation of one batch of videos."""
-    warm = type(test)(test.entries[:loop.test_batch_size], test.counts, test.layout, test.modality,
-                      stack=test.span, crop_size=test.crop, train=False, test_frames=test.test_frames,
-                      test_crops=test.test_crops, frame_size=test.frame_size)
-    evaluate(model, warm, device, loop, desc="warm-up")
-    synchronize(device)
-    start = time.perf_counter()
-    evaluate(model, test, device, loop, desc="benchmark")
-    synchronize(device)
-    return len(test) / (time.perf_counter() - start)
-
-
 # ------------------------------------------------------------------------ report
 def markdown(r):
     k = r["num_segments"]
@@ -590,14 +191,14 @@ def run(args):
     loop = loop_config(args, device, modality)
     root = prepare_data(args)
     try:
-        classes, train, test, classic = build_sets(args, root, modality)
+        classes, train, test, classic = build_sets(args, spec, root)
         loaders = measure_loaders(args, train, classic, loop, device)
         gpu_decode_rate = measure_gpu_decode(args, train, device) if args.decode == "gpu" else None
         pipe_rate, classic_rate, batch = loaders.pop("pipeline"), loaders.pop("classic"), loaders.pop("batch")
 
         torch.manual_seed(args.seed)
         model = build_model(args.arch, len(classes), in_channels(spec, args.stack), device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, weight_decay=5e-4)
+        optimizer = build_optimizer(model, spec.lr)
         step_rate = measure_step(model, optimizer, batch, device, args, loop)
         del batch
         train_rate, wait = measure_train(model, optimizer, train, device, args, loop)
