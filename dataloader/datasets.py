@@ -7,9 +7,8 @@ happens later on the device (dataloader/transforms.py). Each item is
     flip  (P,) bool                  mirror this image (done on the device)
     label int, index int, bad int    bad = frames replaced under --on-bad-frame skip
 
-Training randomness comes from a generator seeded by (seed, epoch, index), so a sample
-is the same whichever worker draws it and a resumed run sees the same data.
-"""
+Training randomness comes from a generator seeded by (seed, epoch, index): a sample is the
+same whichever worker draws it, and a resumed run sees the same data."""
 import copy
 import dataclasses
 
@@ -28,7 +27,7 @@ class DataError(ValueError):
 
 
 class BadFrameError(DataError):
-    pass
+    """A frame is missing or unreadable (under --on-bad-frame error)."""
 
 
 def _describe(names, limit=5):
@@ -299,29 +298,3 @@ def collate_clips(items):
     labels = np.array([it[2] for it in items], dtype=np.int64)
     indices = np.array([it[3] for it in items], dtype=np.int64)
     return ClipBatch(clips, flips, labels, indices, sum(it[4] for it in items))
-
-
-class EpochSampler(torch.utils.data.Sampler):
-    """Training order: a fresh shuffle each epoch from (seed, epoch), sharded over
-    processes like DistributedSampler. Yields (index, epoch) so that workers, even
-    persistent ones, know the epoch for their per-sample generators."""
-
-    def __init__(self, size, seed, rank=0, world_size=1, shuffle=True):
-        self.size, self.seed, self.rank, self.world = size, seed, rank, world_size
-        self.shuffle, self.epoch = shuffle, 0
-        self.per_rank = -(-size // world_size)  # ceil: pad by repeating, as DistributedSampler
-
-    def set_epoch(self, epoch):
-        self.epoch = epoch
-
-    def __len__(self):
-        return self.per_rank
-
-    def __iter__(self):
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-            order = torch.randperm(self.size, generator=g).tolist()
-        else:
-            order = list(range(self.size))
-        order += order[: self.per_rank * self.world - self.size]
-        return iter([(i, self.epoch) for i in order[self.rank::self.world]])

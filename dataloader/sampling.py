@@ -1,4 +1,5 @@
-"""Where in a video the network looks: pure functions on frame counts.
+"""Where in a video the network looks (pure functions on frame counts), and in which order
+training visits the videos (EpochSampler).
 
 A position p is the 0-based index of the first frame of a sample; a sample spans `span`
 frames (1 for RGB, L for a flow stack), so the usable positions are 0 .. n - span
@@ -7,6 +8,7 @@ frames (1 for RGB, L for a flow stack), so the usable positions are 0 .. n - spa
 import math
 
 import numpy as np
+import torch
 
 
 def usable_positions(num_frames, span):
@@ -65,3 +67,29 @@ def test_crop_boxes(height, width, crop, num_crops):
         five = [(0, 0), (0, width - crop), (height - crop, 0), (height - crop, width - crop), (cy, cx)]
         return [(y, x, False) for y, x in five] + [(y, x, True) for y, x in five]
     raise ValueError(f"--test-crops must be 1, 3 or 10, not {num_crops}")
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Training order: a fresh shuffle each epoch from (seed, epoch), sharded over
+    processes like DistributedSampler. Yields (index, epoch) so that workers, even
+    persistent ones, know the epoch for their per-sample generators."""
+
+    def __init__(self, size, seed, rank=0, world_size=1, shuffle=True):
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world_size
+        self.shuffle, self.epoch = shuffle, 0
+        self.per_rank = -(-size // world_size)  # ceil: pad by repeating, as DistributedSampler
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.per_rank
+
+    def __iter__(self):
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+            order = torch.randperm(self.size, generator=g).tolist()
+        else:
+            order = list(range(self.size))
+        order += order[: self.per_rank * self.world - self.size]
+        return iter([(i, self.epoch) for i in order[self.rank::self.world]])

@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from dataloader.buffers import PREFETCH_FACTOR
-from dataloader.datasets import ClipDataset, EpochSampler, collate_clips, count_frames
+from dataloader.datasets import ClipDataset, collate_clips, count_frames
+from dataloader.sampling import EpochSampler
 from dataloader.encoded import EncodedClipDataset, check_gpu_decode, collate_encoded
 from dataloader.catalog import get_dataset
 from dataloader.layout import FrameDirs, open_layout

@@ -6,7 +6,7 @@ import os
 import cv2
 import numpy as np
 
-from dataloader.synthetic import render_video
+from dataloader.synthetic_render import render_video
 
 FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".mov": "mp4v", ".mkv": "MJPG"}
 

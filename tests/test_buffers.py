@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dataloader.buffers import BatchBuffers, release
-from dataloader.datasets import ClipDataset, EpochSampler, collate_clips, count_frames
+from dataloader.datasets import ClipDataset, collate_clips, count_frames
+from dataloader.sampling import EpochSampler
 from dataloader.layout import open_layout
 from dataloader.splits import load_split
 from engine.data import make_loader

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from dataloader.datasets import BadFrameError, ClipDataset, DataError, EpochSampler, collate_clips, count_frames
+from dataloader.datasets import BadFrameError, ClipDataset, DataError, collate_clips, count_frames
+from dataloader.sampling import EpochSampler
 from dataloader.layout import FrameDirs, MMActionLayout, TwoStreamLayout, open_layout
 
 H, W, CROP = 24, 32, 16

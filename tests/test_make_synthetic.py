@@ -9,7 +9,8 @@ import pytest
 
 from dataloader.layout import open_layout
 from dataloader.splits import load_split, video_group
-from dataloader.synthetic import class_names, generate, render_video
+from dataloader.synthetic import class_names, generate
+from dataloader.synthetic_render import render_video
 from tools.make_synthetic import main
 
 # Expected dominant channels (RGB order) of each colour, written independently of the tool.

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from dataloader.datasets import EpochSampler, decode_flag, read_bytes
+from dataloader.datasets import decode_flag, read_bytes
+from dataloader.sampling import EpochSampler
 from dataloader.encoded import EncodedBatch, collate_encoded, decode_clips
 from engine.data import make_loader
 from engine.loop import to_device

@@ -6,7 +6,8 @@
 import argparse
 import sys
 
-from dataloader.synthetic import FLOW_TEXTURES, SYNTHETIC_DATASETS, generate
+from dataloader.synthetic import SYNTHETIC_DATASETS, generate
+from dataloader.synthetic_render import FLOW_TEXTURES
 
 
 def build_parser():
