@@ -84,8 +84,43 @@ def markdown_table(header, rows, numeric_from=1):
 
 
 # ---------------------------------------------------------------- atomic writes
+def check_writable(path, option, folder=True):
+    """Fail now, not after hours of work, where `path` cannot be written: ValueError naming
+    the option, the path and why. `folder`: path is (or will be made as) a folder, else a
+    file. Nothing is created."""
+    where = f"{option} {path}" if option else str(path)
+    if os.path.isdir(path) and not folder:
+        raise ValueError(f"{where}: is a folder; expected a file name")
+    if os.path.exists(path) and not os.path.isdir(path) and folder:
+        raise ValueError(f"{where}: is a file; expected a folder")
+    probe = os.path.abspath(path if folder else os.path.dirname(os.path.abspath(path)))
+    while not os.path.exists(probe):  # the nearest existing folder is where things get made
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise ValueError(f"{where}: cannot be made, {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{where}: {probe} is not writable (permissions, or a read-only file system)")
+
+
+def current_umask():
+    """The process's umask, read without changing it where Linux shows it (/proc), else by
+    setting and restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write_fn, mode="wb"):
-    """Call write_fn(file) on a temporary file next to `path`, then rename it over `path`."""
+    """Call write_fn(file) on a temporary file next to `path`, then rename it over `path`.
+    The file gets the permissions any new file gets (0666 less the umask), not mkstemp's
+    private 0600: results on a shared machine are readable by whom the user's umask allows."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -94,6 +129,7 @@ def atomic_write(path, write_fn, mode="wb"):
         with os.fdopen(fd, mode) as f:
             write_fn(f)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -66,31 +66,93 @@ def restore(ckpt, path, model, optimizer, scheduler, identity, device):
     return ckpt
 
 
+DATA_SETTINGS = ("flow", "width", "height", "bound")  # of prepare_info.json: what the frames are
+
+
+def _first_difference(a, b):
+    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return f"class {i + 1}: {a[i] if i < len(a) else '-'!r} vs {b[i] if i < len(b) else '-'!r}"
+
+
+def _trained_videos(ckpt):
+    """The names of the checkpoint's training videos: recorded since they are, else read
+    (best effort) from the split list its options name; None if unknown."""
+    if "train_videos" in ckpt:
+        return ckpt["train_videos"]
+    old = ckpt.get("args") or {}
+    try:
+        from dataloader.catalog import get_dataset
+        spec = get_dataset(old["dataset"])
+        return [v for v, _ in spec.read_split(old.get("splits_dir") or spec.splits_dir(old["data_root"]),
+                                              old["split"]).train]
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+
+
+def check_checkpoint_data(ckpt, path, args, data, data_info):
+    """Before a checkpoint meets this run's data: refuse other classes, and a resumed
+    training that adds or drops --partial-bn (its optimiser state would not fit); return
+    warnings where the data root, split or frames differ from what it was trained on, or
+    where test videos were among its training videos."""
+    trained_classes = list(ckpt.get("classes") or [])
+    if trained_classes != list(data.classes):
+        raise CheckpointError(f"{path}: trained on {len(trained_classes)} classes, but the split lists of --data-root "
+                              f"{args.data_root} name {len(data.classes)} (first difference at "
+                              f"{_first_difference(trained_classes, list(data.classes))}): evaluate or resume it on "
+                              "the data it was trained on")
+    old = ckpt.get("args") or {}
+    if not args.evaluate and bool(old.get("partial_bn")) != bool(args.partial_bn):
+        raise CheckpointError(f"{path}: trained {'with' if old.get('partial_bn') else 'without'} --partial-bn; resume "
+                              f"it {'with' if old.get('partial_bn') else 'without'} --partial-bn too")
+    warnings = []
+    if old.get("data_root") and os.path.abspath(old["data_root"]) != os.path.abspath(args.data_root):
+        warnings.append(f"{path} was trained on --data-root {old['data_root']}; this run reads {args.data_root}")
+    for key in ("dataset", "split"):
+        if old.get(key) not in (None, getattr(args, key)):
+            warnings.append(f"{path} was trained on {key} {old[key]}; this run reads {key} {getattr(args, key)}")
+    before = ckpt.get("data_info") or {}
+    differ = [k for k in DATA_SETTINGS if before and data_info and before.get(k) != data_info.get(k)]
+    if differ:
+        warnings.append(f"{path} was trained on frames made with " + ", ".join(f"{k}={before.get(k)}" for k in differ)
+                        + f"; {PREPARE_INFO} of this data root says " + ", ".join(f"{k}={data_info.get(k)}" for k in differ))
+    seen = {v.lower() for v in _trained_videos(ckpt) or []}
+    overlap = sorted(v for v, _ in data.test.entries if v.lower() in seen)
+    if overlap:
+        warnings.append(f"{len(overlap)} of the {len(data.test)} test videos were among {path}'s training videos "
+                        f"(e.g. {', '.join(overlap[:3])}): its test figures here are not a held-out measurement")
+    return warnings
+
+
 def checkpoint_payload(run, epoch):
     """Plain types and tensors only, so that it loads with weights_only=True."""
     return {"format": CHECKPOINT_FORMAT, "identity": run.identity, "classes": list(run.data.classes),
             "epoch": epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "best": run.best, "history": run.history,
-            "args": json.loads(json.dumps(vars(run.args))), "data_info": run.data_info, "torch_rng": torch.get_rng_state(),
+            "args": json.loads(json.dumps(vars(run.args))), "data_info": run.data_info,
+            "train_videos": [v for v, _ in run.data.train.entries], "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None}
 
 
-def resume_hint(spec, args, argv):
+def resume_hint(spec, args, argv, replacing=False):
     """What to type to continue. The last finished epoch's checkpoint is already on disk
     (written atomically), and an epoch replays identically, so resuming from it gives the
-    same result as a run that was never stopped."""
+    same result as a run that was never stopped. `replacing`: an --overwrite run stopped
+    before its first save, so the checkpoint in --out is still the old run's."""
     ckpt = os.path.join(args.out, "checkpoint.pth")
     if not os.path.isfile(ckpt):
         return "==> stopped before the first epoch finished: nothing to resume, start again"
+    if replacing:
+        return (f"==> stopped before the new run's first epoch was saved: {args.out} still holds the old run, "
+                "intact. Nothing to resume; start again with the same command")
     keep, skip = [], False
-    for a in argv:  # drop an earlier --resume
+    for a in argv:  # drop an earlier --resume, and --overwrite (done: the run in --out is this one)
         if skip:
             skip = False
             continue
         if a == "--resume":
             skip = True
             continue
-        if not a.startswith("--resume="):
+        if not a.startswith("--resume=") and a != "--overwrite":
             keep.append(a)
     return ("==> stopped; the last finished epoch is in " + ckpt + ". Resume with:\n  python " + spec.script + " "
             + " ".join(shlex.quote(a) for a in keep + ["--resume", ckpt]))

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from dataloader.buffers import PREFETCH_FACTOR
-from dataloader.datasets import ClipDataset, collate_clips, count_frames
+from dataloader.datasets import ClipDataset, DataError, collate_clips, count_frames
 from dataloader.sampling import EpochSampler
 from dataloader.encoded import EncodedClipDataset, check_gpu_decode, collate_encoded
 from dataloader.catalog import get_dataset
@@ -29,6 +29,9 @@ def build_data(args, spec, info):
     video fails here, not hours later) and build the datasets."""
     dataset = get_dataset(args.dataset)
     split = dataset.read_split(args.splits_dir or dataset.splits_dir(args.data_root), args.split)
+    if len(split.classes) < 2:
+        raise DataError(f"{', '.join(split.files[:1])}: the split lists name {len(split.classes)} class(es) "
+                        f"({', '.join(split.classes)}); a classifier needs at least 2")
     holdout = dataset.hold_out(split.train, split.classes, args.val_groups)
     train_entries, val_entries = holdout.train, holdout.val
     dirs = FrameDirs(args.rgb_dir, args.flow_dir, args.frames_dir, args.packed_dir)
@@ -48,8 +51,33 @@ def build_data(args, spec, info):
     common["frame_size"] = test.frame_size
     train = kind(train_entries, counts, layout, spec.modality, train=True, **common)
     val = kind(val_entries, counts, layout, spec.modality, train=False, **common) if val_entries else None
+    if info.is_main and not (args.evaluate or args.check_data):  # once the data are known good
+        for warning in validation_warnings(args.val_groups, val_entries, split.classes):
+            print(f"==> warning: {warning}", file=sys.stderr, flush=True)
     sampler = EpochSampler(len(train), args.seed, info.rank, info.world_size)
     return StreamData(split.classes, train, val, test, sampler, holdout.description)
+
+
+FEW_PER_CLASS = 5  # validation videos of a class below which its accuracy moves in steps of 20% or more
+
+
+def validation_warnings(val_groups, val_entries, classes):
+    """What a user should know about the validation set before training on it: that there is
+    none although one was asked for, or that it is too small to choose on."""
+    if val_groups == 0:
+        return []
+    if not val_entries:
+        return [f"--val-groups {val_groups} held out no validation set (each class has too few training videos or "
+                "groups): no model_best.pth or video_scores_val.pkl will be written, and fusion.py --fit-weights-on "
+                "has nothing to fit on. Give each class at least 3 videos (2 training groups), or pass "
+                "--val-groups 0 to train on every training video knowingly"]
+    per_class = [sum(1 for _, y in val_entries if y == c) for c in range(len(classes))]
+    missing = sum(1 for n in per_class if n == 0)
+    if missing or min(per_class) < FEW_PER_CLASS:
+        return [f"the validation set is small: {len(val_entries)} videos for {len(classes)} classes (fewest in a "
+                f"class: {min(per_class)}{f'; {missing} classes have none' if missing else ''}); the model chosen "
+                "on it and fusion weights fitted on it are noisy"]
+    return []
 
 
 def dataset_class(decode):

@@ -200,8 +200,12 @@ def check_args(args):
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if args.stack < 1:
         raise ValueError("--stack must be at least 1")
-    if args.start_epoch is not None and args.start_epoch >= args.epochs and not (args.resume or args.check_data):
+    trains = not (args.evaluate or args.check_data)
+    if args.start_epoch is not None and args.start_epoch >= args.epochs and trains:
         raise ValueError(f"--start-epoch {args.start_epoch} is not below --epochs {args.epochs}: nothing to train")
+    if args.min_lr > args.lr and trains and not args.resume:  # resumed: the checkpoint's LR counts (already_complete)
+        raise ValueError(f"--min-lr {args.min_lr:g} is above --lr {args.lr:g}: training would stop after its first "
+                         "epoch; lower --min-lr")
 
 
 def check_paths(args):
@@ -219,13 +223,21 @@ def check_paths(args):
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out}: is a file; expected a folder for the run's records, "
                          "checkpoints and score files")
-    if args.check_data or args.overwrite:
+    if args.check_data:
+        return
+    utils.check_writable(args.out, "--out")
+    resumes_out = args.resume and os.path.isdir(args.out) and os.path.samefile(
+        os.path.dirname(os.path.abspath(args.resume)), args.out)
+    if args.overwrite and resumes_out and not args.evaluate:
+        raise ValueError(f"--overwrite replaces the run in --out {args.out}, --resume {args.resume} continues it: "
+                         "drop one of the two")
+    if args.overwrite:
         return
     if args.evaluate:
         return  # check_evaluate_out, once the checkpoint's epoch is known
     found = finished_files(args.out)
     # --resume of a checkpoint in --out continues that run; any other run in --out is kept.
-    if found and not (args.resume and os.path.samefile(os.path.dirname(os.path.abspath(args.resume)), args.out)):
+    if found and not resumes_out:
         ckpt = os.path.join(args.out, "checkpoint.pth")
         cont = f"continue it with --resume {ckpt}, " if os.path.isfile(ckpt) else ""
         raise ValueError(f"--out {args.out}: holds a finished run ({', '.join(found)}); {cont}train into a "

@@ -14,8 +14,8 @@ from dataloader.check import check_frames
 from dataloader.datasets import DataError
 from dataloader.splits import SplitError
 from engine import plots
-from engine.checkpoint import (CheckpointError, checkpoint_payload, model_identity, read_checkpoint, read_prepare_info,
-                               resolve_arch, restore, resume_hint)
+from engine.checkpoint import (CheckpointError, check_checkpoint_data, checkpoint_payload, model_identity,
+                               read_checkpoint, read_prepare_info, resolve_arch, restore, resume_hint)
 from engine.console import one_line, print_row
 from engine.data import StreamData, build_data, check_decode, make_loader
 from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
@@ -58,8 +58,9 @@ def main(spec, argv=None):
         return e.code if isinstance(e.code, int) else 2
     stop = SignalFlag()
     stop.install()
+    session = []  # the TrainingRun once built: a stop message must know whether it replaced a run yet
     try:
-        return run(spec, args, stop)
+        return run(spec, args, stop, session)
     except (DataError, SplitError, PretrainedWeightsError, CheckpointError, TrainingDiverged, ValueError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
@@ -67,14 +68,14 @@ def main(spec, argv=None):
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except (StopRequested, KeyboardInterrupt) as e:
-        print(resume_hint(spec, args, argv), file=sys.stderr)
+        print(resume_hint(spec, args, argv, replacing=replacing(args, session)), file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
     except RuntimeError as e:
         if not (dist.is_initialized() and lost_peer(e)):
             raise
         print(lost_peer_message(e), file=sys.stderr)
         if dist.get_rank() == 0:  # only rank 0 writes checkpoints
-            print(resume_hint(spec, args, argv), file=sys.stderr)
+            print(resume_hint(spec, args, argv, replacing=replacing(args, session)), file=sys.stderr)
         return 1
     finally:
         stop.restore()
@@ -82,7 +83,12 @@ def main(spec, argv=None):
             dist.destroy_process_group()
 
 
-def run(spec, args, stop=None):
+def replacing(args, session):
+    """Whether an --overwrite run has not saved yet (the run in --out is still the old one)."""
+    return args.overwrite and not (args.resume or args.evaluate) and (not session or bool(session[0].replaces))
+
+
+def run(spec, args, stop=None, session=None):
     check_args(args)
     check_paths(args)
     info = init_distributed(args.device, args.dist_timeout)
@@ -104,6 +110,15 @@ def run(spec, args, stop=None):
         sets = {"train": data.train, "val": data.val, "test": data.test}
         bad = check_frames({k: v for k, v in sets.items() if v is not None}, args.workers)
         return 1 if bad else 0
+    data_info = read_prepare_info(args.data_root) or {}
+    if ckpt is not None:
+        for warning in check_checkpoint_data(ckpt, args.resume, args, data, data_info):
+            if info.is_main:
+                print(f"==> warning: {warning}", file=sys.stderr, flush=True)
+    if args.partial_bn and args.pretrained == "none" and not args.resume and info.is_main:
+        print("==> warning: --partial-bn with --pretrained none freezes every BatchNorm but the first at its "
+              "untrained values (scale 1, shift 0, statistics 0 and 1); partial BN is meant for ImageNet weights",
+              file=sys.stderr, flush=True)
     # Resuming or evaluating loads every weight from the checkpoint: no ImageNet file needed.
     model = build_model(args.arch, len(data.classes), in_channels(spec, args.stack), device, args.consensus,
                         args.dropout, "none" if args.resume else args.pretrained, args.partial_bn)
@@ -112,8 +127,7 @@ def run(spec, args, stop=None):
                                                            factor=args.lr_factor)
     loop = LoopConfig(spec.modality, args.amp, args.workers, args.test_batch_size, args.seed)
     run = TrainingRun(args, spec, info, device, data, model, optimizer, scheduler,
-                      model_identity(args, spec, len(data.classes)), loop,
-                      data_info=read_prepare_info(args.data_root) or {})
+                      model_identity(args, spec, len(data.classes)), loop, data_info=data_info)
     if ckpt is not None:
         restore(ckpt, args.resume, model, None if args.evaluate else optimizer, scheduler, run.identity, device)
         run.history, run.best, run.start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
@@ -125,6 +139,8 @@ def run(spec, args, stop=None):
         return 0
     if args.overwrite and not args.resume:
         run.replaces = finished_files(args.out)
+    if session is not None:
+        session.append(run)
     if info.is_main:
         print(f"==> {spec.name} stream ({args.arch}): {len(data.train)} train / {len(data.val) if data.val else 0} val / "
               f"{len(data.test)} test videos, {len(data.classes)} classes, device {device}"
