@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import utils
 from utils import (AverageMeter, accuracy, atomic_write, confusion_matrix, load_checkpoint,
                    load_pickle_safe, mean_class_accuracy, read_csv, save_csv, save_json,
                    save_pickle, save_text, save_torch)
@@ -197,3 +198,33 @@ def test_save_text_keeps_line_endings(tmp_path):
     save_text("a 1\r\nb 2\r\n", path)
     assert path.read_bytes() == b"a 1\r\nb 2\r\n"
     assert os.listdir(tmp_path / "sub") == ["list.txt"]  # no temporary file left
+
+
+# ---------------------------------------------------------------- progress
+def test_progress_to_a_file_is_whole_lines_without_carriage_returns():
+    """Redirected to a log, a bar is a line every LOG_INTERVAL seconds and one at the end."""
+    ticks = iter(range(0, 1000, 20))  # each reading of the clock: 20 s later
+    out = io.StringIO()
+    bar = utils.LineProgress(range(5), file=out, desc="epoch 0 train", unit="batch", clock=lambda: next(ticks))
+    for _ in bar:
+        bar.set_postfix(loss="0.693")
+    text = out.getvalue()
+    assert "\r" not in text and text.endswith("\n")
+    lines = text.splitlines()
+    # updates at 20, 40, ... s after the start: a line when 30 s have passed since the last, and the last one
+    assert 2 <= len(lines) <= 4
+    assert lines[-1].startswith("epoch 0 train: 100%") and "5/5" in lines[-1] and "loss=0.693" in lines[-1]
+    assert all(line.startswith("epoch 0 train:") for line in lines)
+
+
+def test_progress_on_a_terminal_is_tqdm_and_to_a_file_lines_and_disabled_says_nothing():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert type(utils.progress(range(2), file=Terminal())).__name__ == "tqdm"
+    assert isinstance(utils.progress(range(2), file=io.StringIO()), utils.LineProgress)
+    out = io.StringIO()
+    with utils.progress(total=3, file=out, desc="x", disable=True) as bar:
+        bar.update(3)
+    assert out.getvalue() == ""
