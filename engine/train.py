@@ -4,6 +4,7 @@ checkpoint, records, plots."""
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -16,7 +17,7 @@ from dataloader.splits import SplitError
 from engine import plots
 from engine.checkpoint import (CheckpointError, check_checkpoint_data, checkpoint_payload, model_identity,
                                read_checkpoint, read_prepare_info, resolve_arch, restore, resume_hint)
-from engine.console import one_line, print_row
+from engine.console import one_line, print_row, run_summary
 from engine.data import StreamData, build_data, check_decode, make_loader
 from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
 from engine.options import build_parser, check_args, check_evaluate_out, check_paths, selection_protocol
@@ -158,6 +159,7 @@ def run(spec, args, stop=None, session=None):
     train_loader = make_loader(data.train, args.batch_size, device, args.workers, args.seed,
                                sampler=data.train_sampler, persistent=True)
     tb = plots.tensorboard_writer(args.out) if args.tensorboard and info.is_main else None
+    started = time.perf_counter()
     try:
         train_epochs(run, train_model, train_loader, stop, tb)
     except TrainingDiverged as e:
@@ -165,6 +167,9 @@ def run(spec, args, stop=None, session=None):
     finally:
         if tb is not None:
             tb.close()
+    if info.is_main:
+        print(run_summary(spec.name, args.arch, args.out, run.history, run.best, time.perf_counter() - started,
+                          set(os.listdir(args.out))), flush=True)
     return 0
 
 
