@@ -10,12 +10,13 @@ Everything else asks here rather than comparing names. A new data set is one Dat
 CATALOG (with a reader in dataloader/splits.py if its lists have a new format) and a case in
 tests/test_catalog.py.
 """
+import json
 import os
 from dataclasses import dataclass
 from typing import Callable
 
 import utils
-from dataloader.layout import UCF101_FOLDER_PREFIX
+from dataloader.layout import PREPARE_INFO, UCF101_FOLDER_PREFIX
 from dataloader.splits import (hold_out_actor_groups_or_videos, hold_out_source_films, load_hmdb51_split,
                                load_ucf101_split)
 
@@ -111,6 +112,20 @@ FOLDERS = DatasetSpec(
 CATALOG = {spec.name: spec for spec in (UCF101, HMDB51, FOLDERS)}
 DATASETS = tuple(CATALOG)  # the choices of --dataset
 DEFAULT_SPLITS_SUBDIR = {name: spec.splits_subdir for name, spec in CATALOG.items()}
+
+
+def detect_dataset(data_root):
+    """The data set under `data_root`: the one tools/prepare_data.py recorded (prepare_info.json;
+    `folders` for one's own videos), else the first whose split-list folder is there, else
+    ucf101 (whose missing lists the reader then names)."""
+    try:
+        with open(os.path.join(data_root, PREPARE_INFO), encoding="utf-8") as f:
+            recorded = json.load(f).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded in CATALOG:
+        return recorded
+    return next((n for n, spec in CATALOG.items() if os.path.isdir(spec.splits_dir(data_root))), UCF101.name)
 
 
 def get_dataset(name):

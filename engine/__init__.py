@@ -7,6 +7,7 @@
     loop.py        train_one_epoch, evaluate (video level)
     checkpoint.py  checkpoints (what they hold and must match), the backbone they record, the resume command
     records.py     record files (CSV, score files): writing, reading, the best-epoch rule
+    outputs.py     what a run writes each epoch (checkpoint, records, score files, args.json)
     tables.py      Markdown tables of runs; plots.py: curves, confusion matrix, TensorBoard
     console.py     what a run prints: per-epoch lines, one-line errors
     train.py       main: a whole run, tying the above together (the model itself: network/)

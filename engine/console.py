@@ -13,12 +13,13 @@ def one_line(e):
     return text
 
 
-def print_row(stage, epoch, total, row):
-    """The original two-stream scripts' console lines for one stage of an epoch."""
+def print_row(stage, epoch, total, row, top5=True):
+    """The original two-stream scripts' console lines for one stage of an epoch (without
+    Prec@5 where it is meaningless: 5 classes or fewer)."""
     print(f"==> Epoch:[{epoch}/{total}][{stage} stage]")
     timing = f"Time [{row['Batch Time']}]" + (f" Data [{row['Data Time']}]" if "Data Time" in row else "")
     print(timing)
-    print(f"Loss [{row['Loss']}] Prec@1 [{row['Prec@1']}] Prec@5 [{row['Prec@5']}]"
+    print(f"Loss [{row['Loss']}] Prec@1 [{row['Prec@1']}]" + (f" Prec@5 [{row['Prec@5']}]" if top5 else "")
           + (f" Mean class [{row['Mean Class Acc']}]" if "Mean Class Acc" in row else ""))
     if "lr" in row:
         print(f"LR {row['lr']}")

@@ -10,7 +10,7 @@ from dataloader.buffers import PREFETCH_FACTOR
 from dataloader.datasets import ClipDataset, DataError, collate_clips, count_frames
 from dataloader.sampling import EpochSampler
 from dataloader.encoded import EncodedClipDataset, check_gpu_decode, collate_encoded
-from dataloader.catalog import get_dataset
+from dataloader.catalog import DATASETS, detect_dataset, get_dataset
 from dataloader.layout import FrameDirs, open_layout
 
 
@@ -24,9 +24,17 @@ class StreamData:
     validation: str = ""  # what was held out for validation, in words ('' = no validation set)
 
 
+def resolve_dataset(args, ckpt=None):
+    """args.dataset: as given, else the checkpoint's, else what the data root holds."""
+    if args.dataset not in DATASETS:  # 'auto' (argparse allows nothing else)
+        saved = ((ckpt or {}).get("args") or {}).get("dataset")
+        args.dataset = saved if saved in DATASETS else detect_dataset(args.data_root)
+
+
 def build_data(args, spec, info):
     """Read the split, hold out validation groups, count every video's frames (a missing
     video fails here, not hours later) and build the datasets."""
+    resolve_dataset(args)  # where the caller has not (engine.train resolves it with the checkpoint first)
     dataset = get_dataset(args.dataset)
     split = dataset.read_split(args.splits_dir or dataset.splits_dir(args.data_root), args.split)
     if len(split.classes) < 2:

@@ -90,7 +90,10 @@ def build_parser(spec):
     p = StreamParser(prog=spec.script, description=spec.description, epilog=EPILOG,
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", choices=DATASETS, default="ucf101", help="which split lists to read")
+    d.add_argument("--dataset", choices=("auto",) + DATASETS, default="auto",
+                   help="which split lists to read, and the name records and score files give the data. auto: "
+                        "the checkpoint's with --resume / --evaluate, else what DATA_ROOT/prepare_info.json records "
+                        "(folders for your own videos), else the data set whose split-list folder is in DATA_ROOT")
     d.add_argument("--data-root", default="data/ucf101",
                    help="folder holding the frames (jpegs_256/ and tvl1_flow/, or rawframes/) and the split lists")
     d.add_argument("--splits-dir", help="split-list folder (default: DATA_ROOT/ucfTrainTestlist or "

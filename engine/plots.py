@@ -4,7 +4,7 @@ import math
 import os
 
 import utils
-from engine.records import load_run, score_path, select
+from engine.records import TOP5_MIN_CLASSES, load_run, score_path, select, top5_meaningful
 from engine.tables import run_title
 
 
@@ -74,6 +74,13 @@ def _panel(ax, series, title, ylabel, selected=None, log_ratio=50.0):
     ax.legend(fontsize="small")
 
 
+def _no_top5(ax, run):
+    """In place of the top-5 panel where top-5 is always 100% (5 classes or fewer)."""
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"top-5 not shown: {run.num_classes} classes\n(every video is in its top 5 with fewer "
+            f"than {TOP5_MIN_CLASSES})", ha="center", va="center", transform=ax.transAxes, color="grey")
+
+
 def _suptitle(fig, run, what):
     fig.suptitle(f"{what}: {run_title(run)}\nmodel selection: {run.selection}", fontsize=11)
 
@@ -85,6 +92,9 @@ def plot_train(run, path, picture_dir=None):
     for ax, (col, title, ylabel) in zip(axes, [
             ("Loss", "loss", "cross-entropy"), ("Prec@1", "top-1 accuracy", "clip top-1 (%)"),
             ("Prec@5", "top-5 accuracy", "clip top-5 (%)"), ("lr", "learning rate", "learning rate")]):
+        if col == "Prec@5" and not top5_meaningful(run.num_classes):
+            _no_top5(ax, run)
+            continue
         _panel(ax, [("train", x, _floats(run.train, col), "o-")], title, ylabel,
                log_ratio=1.0 if col == "lr" else 50.0)
     _suptitle(fig, run, "training")
@@ -102,6 +112,9 @@ def plot_eval(run, path, picture_dir=None):
             ("Loss", "loss", "cross-entropy (video level)"), ("Prec@1", "top-1 accuracy", "video top-1 (%)"),
             ("Prec@5", "top-5 accuracy", "video top-5 (%)"),
             ("Mean Class Acc", "mean class accuracy", "mean class acc (%)")]):
+        if col == "Prec@5" and not top5_meaningful(run.num_classes):
+            _no_top5(ax, run)
+            continue
         series = [(name, _epochs(rows), _floats(rows, col), style) for name, rows, style in sets if rows]
         _panel(ax, series, title, ylabel, marker)
     _suptitle(fig, run, "evaluation")

@@ -22,6 +22,12 @@ TRAIN_COLUMNS = ["Epoch", "Batch Time", "Data Time", "Loss", "Prec@1", "Prec@5",
 EVAL_COLUMNS = ["Epoch", "Batch Time", "Loss", "Prec@1", "Prec@5", "Mean Class Acc"]
 BEST_SCORES, LAST_SCORES = "video_scores_best.pkl", "video_scores.pkl"
 VAL_SCORES = "video_scores_val.pkl"  # the validation set's scores of the model in BEST_SCORES
+TOP5_MIN_CLASSES = 6  # with 5 classes or fewer every video is in its top 5: top-5 is always 100%
+
+
+def top5_meaningful(num_classes):
+    """Whether top-5 says anything (unknown class counts: assume it does)."""
+    return num_classes is None or num_classes >= TOP5_MIN_CLASSES
 # What a finished run leaves in --out (args.json alone is not a run: it is written with
 # the first epoch's records). A new run never replaces these silently.
 RUN_FILES = ("checkpoint.pth", "model_best.pth", "train.csv", "val.csv", "test.csv", LAST_SCORES, BEST_SCORES,
@@ -143,6 +149,12 @@ class RunRecords:
     @property
     def consensus(self):
         return self._get("consensus")
+
+    @property
+    def num_classes(self):
+        """From args.json (since runs record it), else the score file's class list, else None."""
+        n = self.args.get("num_classes")
+        return n if n is not None else self.meta.get("num_classes")
 
     @property
     def dataset(self):

@@ -15,13 +15,14 @@ from dataloader.check import check_frames
 from dataloader.datasets import DataError
 from dataloader.splits import SplitError
 from engine import plots
-from engine.checkpoint import (CheckpointError, check_checkpoint_data, checkpoint_payload, model_identity,
-                               read_checkpoint, read_prepare_info, resolve_arch, restore, resume_hint)
+from engine.checkpoint import (CheckpointError, check_checkpoint_data, model_identity, read_checkpoint,
+                               read_prepare_info, resolve_arch, restore, resume_hint)
 from engine.console import one_line, print_row, run_summary
-from engine.data import StreamData, build_data, check_decode, make_loader
+from engine.outputs import save_epoch, score_meta
+from engine.data import StreamData, build_data, check_decode, make_loader, resolve_dataset
 from engine.loop import LoopConfig, TrainingDiverged, evaluate, train_one_epoch
 from engine.options import build_parser, check_args, check_evaluate_out, check_paths, selection_protocol
-from engine.records import BEST_SCORES, LAST_SCORES, VAL_SCORES, finished_files, score_file, update_best, write_records
+from engine.records import finished_files, score_file, top5_meaningful, update_best
 from engine.runtime import (DistInfo, SignalFlag, StopRequested, default_amp, enable_huge_pages, init_distributed,
                             lost_peer, lost_peer_message,
                             pick_device, set_cpu_threads, sync_buffers)
@@ -106,6 +107,7 @@ def run(spec, args, stop=None, session=None):
     # The checkpoint is read before the data are indexed (minutes on UCF101): a wrong one fails at once.
     ckpt = read_checkpoint(args.resume) if args.resume and not args.check_data else None
     resolve_arch(args, ckpt)
+    resolve_dataset(args, ckpt)
     data = build_data(args, spec, info)
     if args.check_data:
         sets = {"train": data.train, "val": data.val, "test": data.test}
@@ -206,9 +208,10 @@ def train_epochs(run, train_model, train_loader, stop, tb):
             run.best, improved = update_best(run.best, evals[selected_on].row, selected_on, epoch)
         run.scheduler.step(schedule_loss(evals, row, args))
         if info.is_main:
-            print_row("training", epoch, args.epochs, row)
+            top5 = top5_meaningful(len(data.classes))
+            print_row("training", epoch, args.epochs, row, top5)
             for name in evals:
-                print_row("validation" if name == "val" else "test", epoch, args.epochs, evals[name].row)
+                print_row("validation" if name == "val" else "test", epoch, args.epochs, evals[name].row, top5)
             if bad:
                 print(f"==> {bad} unreadable frames were replaced by their nearest readable neighbour (--on-bad-frame skip)")
             save_epoch(run, epoch, improved, evals)
@@ -240,48 +243,6 @@ def draw(args, tb, epoch, row, evals):
         plots.tensorboard_log(tb, epoch, {"train": row, **{n: evals[n].row for n in evals}})
 
 
-def save_epoch(run, epoch, improved, evals):
-    """Records, checkpoint and score files of one finished epoch; each written atomically."""
-    out, data = run.args.out, run.data
-    # The checkpoint first: if writing it fails (full disk), the records still match the
-    # previous checkpoint, which stays intact.
-    payload = checkpoint_payload(run, epoch)
-    utils.save_torch(payload, os.path.join(out, "checkpoint.pth"))
-    write_records(out, run.history)
-    test = evals["test"]
-    meta = score_meta(run.args, run.spec, epoch, test.row, data.validation)
-    utils.save_pickle(score_file(data.test, test.scores, data.classes, meta), os.path.join(out, LAST_SCORES))
-    if improved:
-        utils.save_torch(payload, os.path.join(out, "model_best.pth"))
-        utils.save_pickle(score_file(data.test, test.scores, data.classes, meta | {"best": run.best}),
-                          os.path.join(out, BEST_SCORES))
-        if "val" in evals:  # the same model's validation scores: fusion.py fits its weights on them
-            val = evals["val"]
-            val_meta = score_meta(run.args, run.spec, epoch, val.row, data.validation, "val") | {"best": run.best}
-            utils.save_pickle(score_file(data.val, val.scores, data.classes, val_meta), os.path.join(out, VAL_SCORES))
-    if epoch == run.start_epoch:
-        # args.json goes with the first saved epoch: a run that fails earlier leaves no folder behind.
-        selection = selection_protocol(run.args, data.validation)
-        utils.save_json(vars(run.args) | {"stream": run.spec.name, "selection": selection},
-                        os.path.join(out, "args.json"))
-        # --overwrite: what the replaced run wrote and this one did not (val.csv, model_best...) goes now.
-        written = {"checkpoint.pth", "train.csv", "test.csv", LAST_SCORES}
-        written |= {"val.csv"} if run.history["val"] else set()
-        written |= {"model_best.pth", BEST_SCORES} if improved else set()
-        written |= {VAL_SCORES} if improved and "val" in evals else set()
-        for name in set(run.replaces) - written:
-            os.unlink(os.path.join(out, name))
-        run.replaces = []
-
-
-def score_meta(args, spec, epoch, row, validation=None, subset="test"):
-    """The score file's meta; `subset`: which videos it scores (test, or val = held out of training)."""
-    return {"stream": spec.name, "consensus": args.consensus, "epoch": epoch, "split": args.split, "subset": subset,
-            "dataset": args.dataset, "top1": row["Prec@1"], "top5": row["Prec@5"],
-            "mean_class_acc": row["Mean Class Acc"], "selection": selection_protocol(args, validation),
-            "test_frames": args.test_frames, "test_crops": args.test_crops}
-
-
 def evaluate_only(run, epoch):
     """--evaluate: score the test split with the checkpoint's model; train nothing, touch no
     checkpoint or record, write video_scores.pkl for this protocol."""
@@ -291,7 +252,7 @@ def evaluate_only(run, epoch):
         check_evaluate_out(args, score_meta(args, run.spec, epoch, unscored))
     test = evaluate(run.model, data.test, run.device, run.loop, run.info, "test")
     if run.info.is_main:
-        print_row("test", epoch, args.epochs, test.row)
+        print_row("test", epoch, args.epochs, test.row, top5_meaningful(len(data.classes)))
         meta = score_meta(args, run.spec, epoch, test.row, data.validation) | {"evaluated_from": args.resume}
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, "video_scores.pkl")

@@ -100,7 +100,7 @@ def test_a_resume_hint_never_repeats_overwrite(finished, data_root, tmp_path, ca
     (which would now be refused together with --resume)."""
     out = tmp_path / "run"
     shutil.copytree(finished, out)
-    real = engine.train.save_epoch
+    real = engine.train.save_epoch  # (engine.outputs.save_epoch, as train.py calls it)
 
     def save_then_stop(run, epoch, *args):
         real(run, epoch, *args)
