@@ -1,4 +1,5 @@
-"""Tests of fusion.py: every number is checked against an independent computation here."""
+"""Tests of fusion.py and its library (engine/fusion.py, engine/scores.py): every number is
+checked against an independent computation here."""
 import json
 import os
 import pickle
@@ -7,7 +8,9 @@ import struct
 import numpy as np
 import pytest
 
-import fusion
+import fusion as fusion_cli
+from engine import fusion
+from engine.scores import FusionError
 
 BUILTIN_ROWS = ["spatial", "motion", "average", "max", "weighted 1:2", "weighted 2:1", "var[top 5]", "var"]
 
@@ -91,7 +94,7 @@ def reference(rows, labels, S, T, normalize="none"):
 
 
 def run_cli(capsys, *argv):
-    code = fusion.main([str(a) for a in argv])
+    code = fusion_cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -203,11 +206,11 @@ def test_normalize_both(tmp_path, capsys):
 
 
 def test_help_and_bad_options(capsys):
-    assert fusion.main(["--help"]) == 0
-    assert all(a.help for a in fusion.build_parser()._actions)  # every option documented
+    assert fusion_cli.main(["--help"]) == 0
+    assert all(a.help for a in fusion_cli.build_parser()._actions)  # every option documented
     capsys.readouterr()
-    assert fusion.main(["--spatial", "a.pkl", "--motion", "b.pkl", "--weights", "x"]) == 2
-    assert fusion.main(["--spatial", "a.pkl", "--motion", "b.pkl", "--topk", "1"]) == 2
+    assert fusion_cli.main(["--spatial", "a.pkl", "--motion", "b.pkl", "--weights", "x"]) == 2
+    assert fusion_cli.main(["--spatial", "a.pkl", "--motion", "b.pkl", "--topk", "1"]) == 2
 
 
 # ---------------------------------------------------------------- bad input
@@ -388,6 +391,26 @@ def test_mixed_pair_checks_classes_against_split(tmp_path, capsys):
     m = write_pickle(tmp_path / "m.pkl", {v: x for v, x in zip(test, S)}, protocol=2)
     code, _, err = run_cli(capsys, "--spatial", s, "--motion", m, "--splits-dir", tmp_path / "lists")
     assert code == 2 and "m.pkl" in err and "class order differs" in err
+
+
+def test_swapped_streams_warn_and_the_library_returns_the_warnings(tmp_path, capsys):
+    s, m, _ = write_pair(tmp_path)
+    assert fusion.fuse_score_files([s], [m]).warnings == []
+    result = fusion.fuse_score_files([m], [s])  # the motion file passed as spatial and back
+    assert result.warnings == [f"{m}: meta says stream 'motion' but it was passed to --spatial",
+                               f"{s}: meta says stream 'spatial' but it was passed to --motion"]
+    assert capsys.readouterr() == ("", "")  # the library prints nothing
+    code, out, err = run_cli(capsys, "--spatial", m, "--motion", s)
+    assert code == 0 and out == result.markdown() + "\n"  # fused all the same
+    assert err == "".join(f"fusion.py: warning: {w}\n" for w in result.warnings)
+    # A later error keeps the warnings found before it: printed first, then the error line.
+    with pytest.raises(FusionError, match="also in the test files") as e:
+        fusion.fuse_score_files([m], [s], fit_on=[(s, m)])
+    assert e.value.warnings == result.warnings
+    code, out, err = run_cli(capsys, "--spatial", m, "--motion", s, "--fit-weights-on", s, m)
+    assert code == 2 and out == ""
+    assert err.splitlines()[:2] == [f"fusion.py: warning: {w}" for w in result.warnings]
+    assert len(err.splitlines()) == 3 and err.splitlines()[2].startswith("fusion.py: error: ")
 
 
 # ---------------------------------------------------------------- weights fitted on validation
