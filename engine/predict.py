@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import fusion
 from dataloader.datasets import ClipDataset
 from dataloader.flow import DEFAULT_FLOW, FLOW_METHODS
 from dataloader.layout import PREPARE_INFO
 from dataloader.sampling import sample_test_positions
 from dataloader.video import (DEFAULT_SIZE, MemoryLayout, VideoError, count_frames, decode_video, encode_flow,
                               encode_rgb, needed_frames)
+from engine import fusion
 from engine.checkpoint import CheckpointError, checkpoint_arch, load_stream_checkpoint, read_prepare_info
 from engine.loop import LoopConfig, evaluate
 from engine.runtime import default_amp

@@ -15,10 +15,10 @@ import sys
 
 import utils
 from engine.checkpoint import CheckpointError
+from engine.fusion import NORMALISATIONS, parse_weights
 from engine.predict import check_same_classes, load_stream, predict_video, prediction_record
 from engine.runtime import pick_device
 from dataloader.flow import FLOW_METHODS
-from fusion import NORMALISATIONS, parse_weights
 
 
 def size_arg(text):

@@ -34,8 +34,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import utils
+from engine.fusion import fuse_score_files
 from engine.plots import plot_run
 from engine.records import BEST_SCORES, LAST_SCORES, VAL_SCORES, RecordError, load_run, score_path
+from engine.scores import FusionError
 from engine.tables import build_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -340,14 +342,17 @@ def fusion_argv(pairs, study_dir):
 
 def run_fusion(pairs, notes, study_dir):
     """fusion.py's tables into STUDY_DIR/fusion.md (and fusion.json); returns its exit status."""
-    import fusion
     argv = fusion_argv(pairs, study_dir)  # the same tables from the command line, for the record
     try:
-        result = fusion.fuse_score_files([p[1] for p in pairs], [p[2] for p in pairs], names=[p[0] for p in pairs],
-                                         normalize="both", fit_on=fit_on(pairs))
+        result = fuse_score_files([p[1] for p in pairs], [p[2] for p in pairs], names=[p[0] for p in pairs],
+                                  normalize="both", fit_on=fit_on(pairs))
+        for w in result.warnings:  # on stderr, as fusion.py prints them
+            print(f"fusion.py: warning: {w}", file=sys.stderr)
         utils.save_json(result.report(), os.path.join(study_dir, "fusion.json"))
         body, rc = result.markdown(), 0
-    except (fusion.FusionError, OSError) as e:
+    except (FusionError, OSError) as e:
+        for w in getattr(e, "warnings", ()):  # found before a FusionError
+            print(f"fusion.py: warning: {w}", file=sys.stderr)
         body, rc = f"fusion.py: error: {' '.join(str(e).split())}", 1
     text = "\n".join(["# fusion", "", f"$ python fusion.py {shlex.join(argv)}", "", "score files:", *notes, "",
                       body]).rstrip() + "\n"
