@@ -16,8 +16,7 @@ import sys
 import utils
 from dataloader.splits import DATASETS, SplitError, load_split
 from engine.fusion import DEFAULT_TOPK, NORMALISATIONS, fuse_score_files, parse_weights
-from engine.fusion import fuse_average, softmax  # noqa: F401 - unused here: for tools/demo.py, tests/test_end_to_end.py
-from engine.scores import FusionError, align, load_scores  # noqa: F401 - align, load_scores: the same
+from engine.scores import FusionError
 
 
 def topk_arg(text):

@@ -18,6 +18,7 @@ import pytest
 
 import fusion
 from dataloader.synthetic import cue_accuracy
+from engine.scores import align, load_scores
 from engine.streams import MOTION, SPATIAL
 from engine.train import main
 from tiny import LEARN, make_learning_data
@@ -45,8 +46,8 @@ def trained(tmp_path_factory):
     train = [*LEARN, "--seed", str(SEED)]
     assert main(SPATIAL, ["--data-root", str(data), "--out", str(root / "spatial"), *train]) == 0
     assert main(MOTION, ["--data-root", str(data), "--out", str(root / "motion"), *train, "--stack", "4"]) == 0
-    pair = fusion.align(fusion.load_scores(str(root / "spatial" / "video_scores.pkl")),
-                        fusion.load_scores(str(root / "motion" / "video_scores.pkl")))
+    pair = align(load_scores(str(root / "spatial" / "video_scores.pkl")),
+                 load_scores(str(root / "motion" / "video_scores.pkl")))
     assert len(pair.videos) == 62
     return root, pair
 

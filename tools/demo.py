@@ -57,15 +57,14 @@ def summary(out):
     what each stream learned, which top-1 alone cannot show (each stream sees one cue)."""
     import numpy as np
 
-    import fusion
     from dataloader.synthetic import cue_accuracy
+    from engine.fusion import fuse_average, softmax
+    from engine.scores import align, load_scores
 
-    pair = fusion.align(*(fusion.load_scores(os.path.join(out, s, "video_scores_best.pkl"))
-                          for s in ("spatial", "motion")))
+    pair = align(*(load_scores(os.path.join(out, s, "video_scores_best.pkl")) for s in ("spatial", "motion")))
     rows = {"spatial stream": pair.S, "motion stream": pair.T,
-            "fusion, average of raw scores": fusion.fuse_average(pair.S, pair.T),
-            "fusion, average of softmax scores": fusion.fuse_average(fusion.softmax(pair.S),
-                                                                     fusion.softmax(pair.T))}
+            "fusion, average of raw scores": fuse_average(pair.S, pair.T),
+            "fusion, average of softmax scores": fuse_average(softmax(pair.S), softmax(pair.T))}
     table = {}
     for name, scores in rows.items():
         f = {"classes": pair.spatial.classes, "scores": dict(zip(pair.videos, scores)),
