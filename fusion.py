@@ -46,7 +46,7 @@ def build_parser():
     p.add_argument("--topk", type=topk_arg, default=DEFAULT_TOPK, metavar="K",
                    help=f"K of the var[top K] strategy (default {DEFAULT_TOPK}; capped at the class count)")
     p.add_argument("--normalize", choices=NORMALISATIONS + ("both",), default="none", help="per-video softmax of "
-                   "each stream's scores before fusion: none (raw scores, as the seed), softmax, or both (two tables)")
+                   "each stream's scores before fusion: none (raw scores, as the original two-stream scripts), softmax, or both (two tables)")
     p.add_argument("--intersect", action="store_true", help="if the two files of a pair cover different "
                    "videos, fuse the common ones (default: error)")
     p.add_argument("--json", metavar="PATH", help="also write {pair: {strategy: {top1, top5, mean_class_acc}}}; with "

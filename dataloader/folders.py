@@ -14,7 +14,7 @@ Split rule (docs/method.md, "Your own videos"): a class of n videos gets
 t = clamp(floor(F * n + 1/2), 1, n - 1) test videos (F = --test-fraction), so every class is
 on both sides. Videos whose names carry a group (`_g08_`, or what --group-regex matches) are
 moved as whole groups, so no group straddles train and test: the groups are visited in an
-order shuffled with the seed, and a group goes to test when that brings the classes' test
+order shuffled with --seed, and a group goes to test when that brings the classes' test
 counts closer to their targets (sum over its classes of |test_c - t_c| strictly drops). A
 video without a group is a group of its own, so without groups the split is exact: the first
 t videos of each class in the shuffled order.

@@ -1,7 +1,7 @@
 """Where the frames of a video are on disk, and how many there are.
 
 Two layouts are read:
-- two-stream (the seed, `ucf101_jpegs_256` + `ucf101_tvl1_flow`):
+- two-stream (the original two-stream scripts', `ucf101_jpegs_256` + `ucf101_tvl1_flow`):
     jpegs_256/v_<video>/frame000001.jpg, tvl1_flow/{u,v}/v_<video>/frame000001.jpg
 - mmaction: rawframes/<Class>/<video>/img_00001.jpg, flow_x_00001.jpg, flow_y_00001.jpg
 - packed (written from either by `python -m tools.pack_frames`, see dataloader/packed.py):

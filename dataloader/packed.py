@@ -1,7 +1,7 @@
 """Packed frames: the JPEG files of one video (one of rgb, u, v) in one file.
 
 A UCF101 dump is ~7 million small files. On a disk where every open and seek is slow (the
-seed's case), reading a training sample means 3 (RGB) or 60 (flow) file opens scattered
+original two-stream scripts' case), reading a training sample means 3 (RGB) or 60 (flow) file opens scattered
 over the disk; from a pack it is one open per video (kept open) and contiguous reads.
 `python -m tools.pack_frames` writes the packs; `open_layout` then reads them transparently.
 

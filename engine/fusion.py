@@ -72,7 +72,7 @@ def fuse_var_topk(S, T, k):
     return _variance_weighted(S, T, _top_variance(S, k), _top_variance(T, k))
 
 
-# Rows showing each stream alone, then the fusion strategies (names as in the seed notes).
+# Rows showing each stream alone, then the fusion strategies (names as in the original two-stream scripts' result tables).
 STREAMS = {"spatial": lambda S, T: S, "motion": lambda S, T: T}
 STRATEGIES = {
     "average": fuse_average,

@@ -62,7 +62,7 @@ def to_device(batch, device, modality):
 
 
 def train_one_epoch(model, loader, optimizer, device, epoch, cfg, info=SINGLE_PROCESS, stop=None):
-    """One pass over the training set. Returns (the seed's training record row, bad frames)."""
+    """One pass over the training set. Returns (the training record row, bad frames)."""
     model.train()
     batch_time, data_time = utils.AverageMeter(), utils.AverageMeter()
     sums = np.zeros(5)  # loss*n, correct@1, correct@5, n, bad frames

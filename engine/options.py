@@ -57,7 +57,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (--help lists every option)\n")
 
 
-SEED_TEST_FRAMES, TSN_TEST_FRAMES = 19, 25  # test positions: the seed's; TSN's (with 10 crops)
+ORIGINAL_TEST_FRAMES, TSN_TEST_FRAMES = 19, 25  # test positions: the original two-stream scripts'; TSN's (with 10 crops)
 
 
 def auto_or_count(text):
@@ -81,8 +81,8 @@ class StreamParser(OneLineParser):
         if not hasattr(ns, "arch"):
             ns.arch = None  # not given: the checkpoint's with --resume, else DEFAULT_ARCH (engine.train)
         if getattr(ns, "test_frames", None) == "auto":
-            # TSN's protocol is 25 positions x 10 crops; one centre crop keeps the seed's 19.
-            ns.test_frames = TSN_TEST_FRAMES if ns.test_crops == 10 else SEED_TEST_FRAMES
+            # TSN's protocol is 25 positions x 10 crops; one centre crop keeps the original scripts' 19.
+            ns.test_frames = TSN_TEST_FRAMES if ns.test_crops == 10 else ORIGINAL_TEST_FRAMES
         return ns, rest
 
 
@@ -116,7 +116,7 @@ def build_parser(spec):
                         "your own videos: N videos of each class). 0: no validation set (the schedule follows the "
                         "training loss, no model_best)")
     d.add_argument("--select-on-test", action="store_true",
-                   help="the seed's protocol: schedule and pick model_best on the TEST split. Optimistic; the "
+                   help="the original two-stream scripts' protocol: schedule and pick model_best on the TEST split. Optimistic; the "
                         "records say so")
     d.add_argument("--check-data", action="store_true",
                    help="decode every frame of every listed video, print a summary, and exit without training")
@@ -132,7 +132,7 @@ def build_parser(spec):
         p.set_defaults(stack=1)  # every stream has a stack; RGB reads one frame a position
     s.add_argument("--crop-size", type=positive_int, default=224, help="square crop fed to the network")
     s.add_argument("--test-frames", type=auto_or_count, default="auto", metavar="auto|N",
-                   help=f"evenly spaced test positions per video; auto: {SEED_TEST_FRAMES} (the seed), or "
+                   help=f"evenly spaced test positions per video; auto: {ORIGINAL_TEST_FRAMES} (the original two-stream scripts), or "
                         f"{TSN_TEST_FRAMES} with --test-crops 10 (TSN's protocol). A number given here wins")
     s.add_argument("--test-crops", type=int, default=1, choices=(1, 3, 10),
                    help="crops per test position: centre; 3 along the long side; TSN's corners+centre and flips")
@@ -158,7 +158,7 @@ def build_parser(spec):
                    help="SGD learning rate (for N processes, consider scaling it by N)")
     o.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
     o.add_argument("--weight-decay", type=non_negative_float, default=5e-4, help="SGD weight decay")
-    o.add_argument("--lr-patience", type=non_negative_int, default=1, help="ReduceLROnPlateau patience (epochs), as the seed")
+    o.add_argument("--lr-patience", type=non_negative_int, default=1, help="ReduceLROnPlateau patience (epochs), as the original two-stream scripts")
     o.add_argument("--lr-factor", type=shrink_factor, default=0.1, help="ReduceLROnPlateau factor")
     o.add_argument("--min-lr", type=non_negative_float, default=1e-6, help="stop once the LR falls below this")
 
@@ -274,7 +274,7 @@ def selection_protocol(args, validation=None):
     the score files and the reports. `validation`: what was held out (StreamData.validation,
     '' for nothing); without it, what the options ask for."""
     if args.select_on_test:
-        return "test (seed protocol: model and LR schedule chosen on the test split; optimistic)"
+        return "test (--select-on-test: model and LR schedule chosen on the test split; optimistic)"
     if validation is None and args.val_groups == "auto":
         validation = f"about {VAL_FRACTION:.0%} of the training list held out (--val-groups auto)"
     elif validation is None and args.val_groups != 0:

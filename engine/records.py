@@ -253,7 +253,7 @@ def _test_row(run, epoch):
 def select(run):
     """The run's reported epoch by its own protocol; never the best test epoch silently."""
     if run.args.get("select_on_test"):
-        return Selection(best_row(run.test), "test top-1 (seed protocol: optimistic)", "")
+        return Selection(best_row(run.test), "test top-1 (--select-on-test: optimistic)", "")
     if run.val:
         best = best_row(run.val)
         return Selection(_test_row(run, best["Epoch"]), "val top-1", best["Prec@1"])

@@ -16,7 +16,7 @@ def run_title(run):
 
 
 def epoch_tables(run):
-    """The seed's per-epoch tables of one run (train, val when present, test)."""
+    """The per-epoch tables of one run (train, val when present, test)."""
     sel, top5 = select(run), top5_meaningful(run.num_classes)
     out = [f"## {run_title(run)} ({run.path})", "",
            f"model selection: {run.selection}",
@@ -45,7 +45,7 @@ def summary_table(runs):
                      sel.row.get("Mean Class Acc", "-"), last["Epoch"], last["Prec@1"], top5(last)])
     notes = ["", "selected by: 'val top-1' = the epoch with the best top-1 on the run's validation set "
              "(equal top-1: the lower val loss), i.e. its model_best.pth; 'last' = the run has no validation set, its last epoch is reported; "
-             "'test top-1 (seed protocol)' = chosen on the test split itself (--select-on-test), so "
+             "'test top-1 (--select-on-test)' = chosen on the test split itself (--select-on-test), so "
              "its test numbers are optimistic. All accuracies in %, video level; top-5 is '-' for runs of 5 classes "
              "or fewer, where it is always 100.", ""]
     notes += [f"- {run.name}: model selection {run.selection}" for run in runs]

@@ -224,7 +224,7 @@ def train_epochs(run, train_model, train_loader, stop, tb):
 
 
 def schedule_loss(evals, train_row, args):
-    """The loss ReduceLROnPlateau follows: validation, test (seed protocol) or training."""
+    """The loss ReduceLROnPlateau follows: validation, test (--select-on-test) or training."""
     if args.select_on_test:
         return evals["test"].row["Loss"]
     if "val" in evals:

@@ -9,7 +9,7 @@ def segment_consensus(scores, mode):
     mean: average over segments. max: elementwise max over segments.
     var:  weights w_k = Var_c(s_k), the variance of segment k's scores over the classes,
           normalised to sum to one, so a peaked (confident) segment counts more and the
-          output stays on the scale of `mean`. The seed summed s_k * Var(s_k) unnormalised.
+          output stays on the scale of `mean`. The original two-stream scripts summed s_k * Var(s_k) unnormalised.
     """
     if mode == "mean":
         return scores.mean(dim=1)

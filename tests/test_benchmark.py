@@ -166,7 +166,7 @@ def test_flow_batches_match_the_classic_baseline(data, monkeypatch):
     items = bench_loader.training_items(len(old), 5, 12)
     classic_wrong = default_collate([old[i] for i in items])[0]
     assert max_diff(x, classic_wrong) > 10 * TOL["flow"]
-    # ... or another channel order: the seed's rotated pairs (first pair last), u/v swapped.
+    # ... or another channel order: the original scripts' rotated pairs (first pair last), u/v swapped.
     assert max_diff(x.roll(-2, dims=2), classic) > 5 * TOL["flow"]
     swapped = x.view(12, 3, 4, 2, 32, 32).flip(3).reshape(x.shape)
     assert max_diff(swapped, classic) > 5 * TOL["flow"]

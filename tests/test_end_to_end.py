@@ -73,7 +73,7 @@ def test_fusion_gets_both_cues(trained, capsys):
     out = root / "fusion.json"
     assert fusion.main(["--spatial", str(root / "spatial" / "video_scores.pkl"),
                         "--motion", str(root / "motion" / "video_scores.pkl"),
-                        "--json", str(out)]) == 0  # raw scores, the default (as the seed)
+                        "--json", str(out)]) == 0  # raw scores, the default (as the original scripts)
     assert "| average |" in capsys.readouterr().out
     table = next(iter(json.loads(out.read_text()).values()))
     # Independently: the average of the raw scores, and which cues its predictions get right.

@@ -8,7 +8,7 @@ from engine.streams import MOTION, SPATIAL
 
 @pytest.mark.parametrize("spec", [SPATIAL, MOTION])
 @pytest.mark.parametrize("argv, frames", [
-    ([], 19),                                        # the seed's protocol
+    ([], 19),                                        # the original scripts' protocol
     (["--test-crops", "3"], 19),
     (["--test-crops", "10"], 25),                    # TSN's protocol: 25 positions x 10 crops
     (["--test-crops", "10", "--test-frames", "7"], 7),  # an explicit number wins
@@ -56,7 +56,7 @@ def test_selection_protocol_says_what_was_held_out():
         "val (2 held-out actor groups of the training list)"
     assert selection_protocol(parser.parse_args(["--val-groups", "0"])).startswith("none")
     assert selection_protocol(args) == "val (about 15% of the training list held out (--val-groups auto))"
-    assert selection_protocol(parser.parse_args(["--select-on-test"]), held).startswith("test (seed protocol")
+    assert selection_protocol(parser.parse_args(["--select-on-test"]), held).startswith("test (--select-on-test")
 
 
 @pytest.mark.slow

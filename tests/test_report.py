@@ -40,7 +40,7 @@ def write_run(path, consensus="mean", val=True, select_on_test=False, scores=Tru
     utils.save_csv([dict(zip(records.EVAL_COLUMNS, r)) for r in TEST], records.EVAL_COLUMNS, path / "test.csv")
     if val:
         utils.save_csv([dict(zip(records.EVAL_COLUMNS, r)) for r in VAL], records.EVAL_COLUMNS, path / "val.csv")
-    selection = ("test (seed protocol: model and LR schedule chosen on the test split; optimistic)"
+    selection = ("test (--select-on-test: model and LR schedule chosen on the test split; optimistic)"
                  if select_on_test else SELECTION if val else
                  "none (LR schedule on the training loss; no model selection)")
     utils.save_json({"stream": "spatial", "consensus": consensus, "dataset": "ucf101", "split": 1,
@@ -82,7 +82,7 @@ def test_tables_reproduce_the_csv_numbers_and_select_by_val(tmp_path, capsys):
     assert report.main([run]) == 0
     text = capsys.readouterr().out
     train, val, test, summary = tables(text)
-    assert train == [records.TRAIN_COLUMNS] + TRAIN  # every number verbatim, the seed's columns
+    assert train == [records.TRAIN_COLUMNS] + TRAIN  # every number verbatim, the original scripts' columns
     assert val == [records.EVAL_COLUMNS] + VAL
     assert test == [records.EVAL_COLUMNS] + TEST
     row = summary_rows(text)["spatial_mean"]
@@ -107,8 +107,8 @@ def test_side_by_side_states_each_runs_protocol(tmp_path, capsys):
     # No validation set: the last epoch, said so.
     assert (rows["max"]["selected by"], rows["max"]["epoch"], rows["max"]["test top-1"]) == \
         ("last (no validation set)", "4", "70.5")
-    # The seed's protocol picks the best test epoch, and the table says it is optimistic.
-    assert rows["var"]["selected by"] == "test top-1 (seed protocol: optimistic)"
+    # The original scripts' protocol picks the best test epoch, and the table says it is optimistic.
+    assert rows["var"]["selected by"] == "test top-1 (--select-on-test: optimistic)"
     assert (rows["var"]["epoch"], rows["var"]["test top-1"]) == ("2", "73.883")
 
 

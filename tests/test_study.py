@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from tools import study
+from tools import study, study_report
 from tiny import FAST as TINY
 from tiny import make_tiny_data
 
@@ -27,7 +27,7 @@ def _checkpoints(study_dir):
 @pytest.mark.slow
 def test_whole_study_then_a_second_call_skips_everything(data_root, tmp_path, capsys, monkeypatch):
     drawn = []  # the pictures themselves are tested in test_report; drawing them here costs seconds
-    monkeypatch.setattr(study, "plot_run", lambda run_dir, *a, **k: drawn.append(os.path.basename(run_dir)))
+    monkeypatch.setattr(study_report, "plot_run", lambda run_dir, *a, **k: drawn.append(os.path.basename(run_dir)))
     out = tmp_path / "study"
     argv = ["--data-root", data_root, "--out", str(out), "--consensus", "mean", "var", "--jobs", "2",
             "--", *FAST, "--stack", "3"]  # --stack: motion_cnn.py only
@@ -97,7 +97,7 @@ def fake_cli(tmp_path, monkeypatch):
     script = tmp_path / "fake_cnn.py"
     script.write_text(FAKE_CLI)
     monkeypatch.setattr(study, "SCRIPTS", {"spatial": str(script), "motion": str(script)})
-    monkeypatch.setattr(study, "plot_run", lambda *a, **k: [])  # pictures are tested in test_report
+    monkeypatch.setattr(study_report, "plot_run", lambda *a, **k: [])  # pictures are tested in test_report
     return script
 
 

@@ -122,7 +122,7 @@ def test_load_pickle_safe_numpy_scalar(tmp_path):
 
 
 class _Py2Pickler(pickle._Pickler):
-    """Writes bytes as Python 2 `str` opcodes (BINSTRING), as the seed's Python 2 code did."""
+    """Writes bytes as Python 2 `str` opcodes (BINSTRING), as the original scripts' Python 2 code did."""
     dispatch = pickle._Pickler.dispatch.copy()
 
     def _save_py2_str(self, obj):

@@ -8,7 +8,7 @@ packed/rgb/<video>.pack, packed/u/<video>.pack, packed/v/<video>.pack (format in
 dataloader/packed.py: the JPEG bytes unchanged, plus an index). Training and --check-data
 then read the packs (`--layout auto` prefers them; `--layout twostream` still reads the
 folders). Worth it where opening files is slow (network file systems, spinning disks, the
-seed's setup); on a local SSD with the frames in the page cache it changes little (see the
+original two-stream scripts' setup); on a local SSD with the frames in the page cache it changes little (see the
 README's performance section).
 
 Each pack is written to a temporary file and renamed when complete, so an interrupted run
