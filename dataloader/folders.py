@@ -57,9 +57,14 @@ def normalize_name(name):
 
 def video_name_in_class(cls, stem):
     """The video's name in the lists: '<class>_<stem>', normalised, unless the stem already
-    starts with '<class>_' (UCF101-style names): ('Tai_Chi', 'clip 1') -> 'Tai_Chi_clip_1'.
+    starts with '<class>_', after UCF101's 'v_' prefix if it has one (UCF101-style names keep
+    their name): ('Tai_Chi', 'clip 1.v2') -> 'Tai_Chi_clip_1.v2'; ('ArmWrestling',
+    'v_ArmWrestling_g01_c01') -> 'ArmWrestling_g01_c01' (frame folder v_ArmWrestling_g01_c01).
     All frame folders share one directory, so names must differ across classes."""
     name = normalize_name(stem)
+    prefix = FOLDERS.folder_prefix  # 'v_': UCF101's file names carry it, its list names do not
+    if name.lower().startswith((prefix + cls + "_").lower()):
+        name = name[len(prefix):]
     return name if name.lower().startswith(cls.lower() + "_") else f"{cls}_{name}"
 
 
@@ -172,16 +177,22 @@ def ucf101_list_lines(classes, train, test):
     return ind, trainlist, testlist
 
 
+def draw_splits(videos, test_fraction=DEFAULT_TEST_FRACTION, seed=0, group_regex=DEFAULT_GROUP_REGEX,
+                num_splits=NUM_SPLITS):
+    """[(train, test)] of split s = 1 .. num_splits, drawn with seed [seed, s]; writes nothing,
+    so that an impossible split is refused before any frame is extracted (FolderError)."""
+    if len({v.cls for v in videos}) < 2:
+        raise FolderError(f"{len({v.cls for v in videos})} class(es) ({', '.join(sorted({v.cls for v in videos}))}): "
+                          "a classifier needs at least 2 class folders")
+    return [split_videos(videos, test_fraction, [seed, s], group_regex) for s in range(1, num_splits + 1)]
+
+
 def write_ucf101_lists(splits_dir, videos, test_fraction=DEFAULT_TEST_FRACTION, seed=0,
                        group_regex=DEFAULT_GROUP_REGEX, num_splits=NUM_SPLITS):
-    """Draw `num_splits` splits (split s with seed [seed, s]) and write classInd.txt,
-    trainlist0s.txt and testlist0s.txt under `splits_dir`, each atomically.
-    Returns [(train, test)] per split."""
+    """Draw `num_splits` splits (draw_splits) and write classInd.txt, trainlist0s.txt and
+    testlist0s.txt under `splits_dir`, each atomically. Returns [(train, test)] per split."""
     classes = sorted({v.cls for v in videos})
-    splits = []
-    for s in range(1, num_splits + 1):
-        train, test = split_videos(videos, test_fraction, [seed, s], group_regex)
-        splits.append((train, test))
+    splits = draw_splits(videos, test_fraction, seed, group_regex, num_splits)
     for s, (train, test) in enumerate(splits, 1):
         ind, trainlist, testlist = ucf101_list_lines(classes, train, test)
         utils.save_text("".join(ln + "\n" for ln in trainlist), os.path.join(splits_dir, f"trainlist0{s}.txt"))

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from dataloader.catalog import FOLDERS
 from dataloader.datasets import count_frames
 from dataloader.folders import (FolderError, FolderVideo, list_class_videos, normalize_name, split_videos,
                                 targets_for, video_group_key, video_name_in_class)
@@ -153,3 +154,16 @@ def test_prepare_folders_refuses_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: class folders need at least 2 videos")
     assert not (tmp_path / "o" / "jpegs_256").exists()
+
+
+@pytest.mark.parametrize("cls, stem, name", [
+    ("Tai_Chi", "clip 1.v2", "Tai_Chi_clip_1.v2"),                       # the README's example
+    ("ArmWrestling", "v_ArmWrestling_g01_c01", "ArmWrestling_g01_c01"),  # UCF101's own file names
+    ("ArmWrestling", "ArmWrestling_g01_c01", "ArmWrestling_g01_c01"),
+    ("armwrestling", "V_ArmWrestling_g01_c01", "ArmWrestling_g01_c01"),  # compared without case
+    ("Run", "v_clip", "Run_v_clip"),                                     # 'v_' not followed by the class stays
+    ("Run", "running fast", "Run_running_fast"),                         # a name starting with the class's letters
+])
+def test_video_names_in_class(cls, stem, name):
+    assert video_name_in_class(cls, stem) == name
+    assert FOLDERS.folder_for_video(video_name_in_class(cls, stem)) == "v_" + name
