@@ -58,7 +58,6 @@ MEDIAN_FILTERING = 5
 
 MIN_LEVEL_SIZE = 16  # a pyramid level narrower or lower than this is not used
 INTER_TAB_SIZE = 32  # cv::remap rounds source coordinates to 1/32 pixel
-FLT_EPSILON = float(np.finfo(np.float32).eps)
 CHECK_EVERY = 10  # inner iterations between the host's "has every pair stopped?" checks
 DEFAULT_CPU_BUDGET = 2 << 30  # bytes a chunk may use on the CPU when no budget is given
 MAPS_PER_PAIR = 50  # float32 maps of the frame size one pair needs at peak (bytes_per_pair)
@@ -171,7 +170,8 @@ def remap_cubic(img, u):
     ys = torch.arange(h, device=img.device, dtype=torch.float32)[:, None] + u[:, 1]
     xs = torch.round(xs * INTER_TAB_SIZE).mul_(1.0 / INTER_TAB_SIZE)
     ys = torch.round(ys * INTER_TAB_SIZE).mul_(1.0 / INTER_TAB_SIZE)
-    grid = torch.stack([xs.mul_(2.0 / wp).add_(1.0 / wp - 1), ys.mul_(2.0 / hp).add_(1.0 / hp - 1)], dim=-1)
+    gx, gy = xs.mul_(2.0 / wp).add_(1.0 / wp - 1), ys.mul_(2.0 / hp).add_(1.0 / hp - 1)
+    grid = torch.stack([gx, gy], dim=-1)  # (N, H, W, 2), exact for sizes up to 2^19
     return torch.nn.functional.grid_sample(padded, grid, mode="bicubic", padding_mode="zeros",
                                            align_corners=False)
 
@@ -314,11 +314,13 @@ def _solve_level(i0, i1, u, *, tau, lambda_, theta, warps, epsilon, inner_iterat
     scaled_eps = float(np.float32(epsilon * epsilon * h * w))  # OpenCV keeps it in a float
     l_t = float(np.float32(lambda_ * theta))
     theta_f, taut = float(np.float32(theta)), float(np.float32(tau / theta))
-    i1wxy = rho_c = neg_inv_grad = None
     for _ in range(warps):
         i1wxy = rho_c = neg_inv_grad = None  # free the last warp's maps first
         i1wxy, grad, rho_c = _warp(i0, stack, u)
-        # -1 / grad; at a flat spot (grad ~ 0) c becomes +-l_t times a ~zero gradient
+        # -1 / grad, for c = clamp(-rho / grad). Where grad <= FLT_EPSILON OpenCV takes c = 0
+        # if |rho| <= l_t grad; here c may then be anything in [-l_t, l_t], but it multiplies
+        # a gradient under 3.5e-4: v moves by less than 2e-5 px. grad = 0 gives c = +-l_t
+        # (or 0), times a zero gradient: no NaN on flat frames.
         neg_inv_grad = grad.clamp_(min=1e-30).reciprocal_().neg_()
         del grad
         keep = torch.ones(n, 1, 1, device=i0.device)  # 1 while a pair's error > eps (+inf now)
@@ -326,7 +328,7 @@ def _solve_level(i0, i1, u, *, tau, lambda_, theta, warps, epsilon, inner_iterat
             if not bool(keep.any()):
                 break
             if median_filtering > 1:
-                u = _median_active(u, keep.view(n) > 0, median_filtering)
+                u = _median_active(u, keep.view(n) > 0)
             for it in range(inner_iterations):
                 theta_m, taut_m = (keep * theta_f).unsqueeze(1), (keep * taut).unsqueeze(1)
                 u, error = level.iterate(u, i1wxy, rho_c, neg_inv_grad, l_t, keep, theta_m,
@@ -338,10 +340,8 @@ def _solve_level(i0, i1, u, *, tau, lambda_, theta, warps, epsilon, inner_iterat
     return u
 
 
-def _median_active(u, active, ksize):
-    """u with its two components median filtered, for the active pairs only."""
-    if ksize != 5:
-        raise ValueError(f"only the default 5x5 median filter is implemented, not {ksize}")
+def _median_active(u, active):
+    """u with its two components median filtered (5x5), for the active pairs only."""
     # one component at a time: the filter's temporaries take ~20 maps per map filtered
     filtered = lambda v: torch.stack([median5(v[:, 0]), median5(v[:, 1])], dim=1)
     if bool(active.all()):
@@ -411,6 +411,8 @@ def tvl1_flow(i0, i1, *, tau=TAU, lambda_=LAMBDA, theta=THETA, nscales=NSCALES, 
         return i0.new_zeros(0, h, w, 2)
     if h < 1 or w < 1:
         raise ValueError(f"frames of size {w}x{h} have no pixels")
+    if median_filtering not in (0, 1, 5):
+        raise ValueError(f"median_filtering: 5 (OpenCV's default) or 0/1 (off), not {median_filtering}")
     if max_batch is None:
         if memory_budget is None:
             memory_budget = (torch.cuda.mem_get_info(i0.device)[0] // 2
