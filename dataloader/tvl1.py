@@ -60,6 +60,10 @@ MIN_LEVEL_SIZE = 16  # a pyramid level narrower or lower than this is not used
 INTER_TAB_SIZE = 32  # cv::remap rounds source coordinates to 1/32 pixel
 CHECK_EVERY = 10  # inner iterations between the host's "has every pair stopped?" checks
 DEFAULT_CPU_BUDGET = 2 << 30  # bytes a chunk may use on the CPU when no budget is given
+# On the CPU a chunk holds about this many pixels (1 pair at 340x256, 18 at 96x72): larger
+# chunks spill the maps out of the caches and wait longer for their slowest pair (measured
+# in docs/flow.md), smaller ones pay more per-operation overhead.
+CPU_CHUNK_PIXELS = 1 << 17
 MAPS_PER_PAIR = 50  # float32 maps of the frame size one pair needs at peak (bytes_per_pair)
 
 
@@ -395,8 +399,9 @@ def tvl1_flow(i0, i1, *, tau=TAU, lambda_=LAMBDA, theta=THETA, nscales=NSCALES, 
     float32 (N, H, W, 2) on that device, [..., 0] horizontal (right), [..., 1] vertical (down).
 
     The parameters are OpenCV's, with its defaults. Pairs are processed in chunks of at most
-    max_batch pairs (default: as many as memory_budget bytes hold, bytes_per_pair each;
-    memory_budget defaults to half the free CUDA memory, or DEFAULT_CPU_BUDGET on the CPU).
+    max_batch pairs; by default as many as memory_budget bytes hold (bytes_per_pair each;
+    memory_budget defaults to half the free CUDA memory, or DEFAULT_CPU_BUDGET), and on the
+    CPU no more than CPU_CHUNK_PIXELS pixels. The chunking does not change the results.
     An empty batch (N = 0) gives an empty (0, H, W, 2) result.
     """
     if not (torch.is_tensor(i0) and torch.is_tensor(i1)):
@@ -418,6 +423,8 @@ def tvl1_flow(i0, i1, *, tau=TAU, lambda_=LAMBDA, theta=THETA, nscales=NSCALES, 
             memory_budget = (torch.cuda.mem_get_info(i0.device)[0] // 2
                              if i0.device.type == "cuda" else DEFAULT_CPU_BUDGET)
         max_batch = max(1, memory_budget // bytes_per_pair(h, w))
+        if i0.device.type == "cpu":
+            max_batch = min(max_batch, max(1, CPU_CHUNK_PIXELS // (h * w)))
     if max_batch < 1:
         raise ValueError(f"max_batch must be at least 1, not {max_batch}")
     params = dict(tau=tau, lambda_=lambda_, theta=theta, nscales=nscales, warps=warps,

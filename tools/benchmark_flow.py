@@ -9,7 +9,8 @@ On the same frame pairs (tools/flow_scenes.py scenes, or consecutive frames of -
 grey and resized), for every size it measures:
 
 1. speed: pairs/s of the OpenCV backend (one pair at a time) and of the torch backend at each
-   batch size on --device, each run over the same --pairs pairs; the runs alternate (one of
+   batch size (pairs solved together: tvl1_flow's max_batch) on --device, each run over the
+   same --pairs pairs; the runs alternate (one of
    each per repeat, the order rotating) and a cell is the median of --repeats; torch runs one
    untimed warm-up first; peak GPU memory per batch size on CUDA;
 2. agreement of the torch flow with OpenCV's: mean end-point error, its 95th percentile, the
@@ -31,6 +32,7 @@ import cv2
 import numpy as np
 import torch
 
+from dataloader import tvl1
 from dataloader.flow import FLOW_BACKENDS, compute_flow_batch
 from tools.flow_scenes import make_pair, parse_size
 
@@ -90,13 +92,16 @@ def video_pairs(path, n, width, height, step=7):
 
 # ---------------------------------------------------------------- timing
 def run_backend(backend, batch, prevs, nexts, device):
-    """Flow of all pairs, `batch` pairs per call (the opencv backend loops anyway)."""
-    dev = "cpu" if backend == "opencv" else device
-    parts = [compute_flow_batch(prevs[i:i + batch], nexts[i:i + batch], backend=backend, device=dev)
-             for i in range(0, len(prevs), batch)]
-    if backend == "torch" and str(device).startswith("cuda"):
+    """Flow of all pairs (N, H, W, 2). opencv: compute_flow_batch (one pair at a time);
+    torch: tvl1_flow in chunks of exactly `batch` pairs, frames to the device and back
+    included (compute_flow_batch would pick its own chunks)."""
+    if backend == "opencv":
+        return compute_flow_batch(prevs, nexts, backend="opencv")
+    flow = tvl1.tvl1_flow(tvl1.grey_frames(prevs, device), tvl1.grey_frames(nexts, device),
+                          max_batch=batch).cpu().numpy()
+    if str(device).startswith("cuda"):
         torch.cuda.synchronize()
-    return np.concatenate(parts)
+    return flow
 
 
 def measure(configs, prevs, nexts, device, repeats):
