@@ -296,3 +296,15 @@ def test_cuda_without_gpu():
         compute_flow_batch([a], [a], backend="torch", device="cuda")
     with pytest.raises(RuntimeError, match="no CUDA device"):
         compute_flow_batch([], [], backend="torch", device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_follows_opencv_too(scenes):
+    """On a GPU: the same acceptance criteria, and close to the CPU result (float rounding
+    and fused multiply-adds differ, so not bit for bit)."""
+    prevs, nexts, ref, cpu = scenes
+    cuda = compute_flow_batch(prevs, nexts, backend="torch", device="cuda")
+    a = agreement(cuda, ref, prevs, nexts)
+    assert a["epe_mean"] <= 0.15 and a["epe_p95"] <= 0.5, a
+    assert a["within_0_5"] >= 0.97 and a["warp_ratio"] <= 1.03, a
+    assert np.hypot(*(cuda - cpu).transpose(3, 0, 1, 2)).mean() < 0.1
