@@ -85,8 +85,9 @@ def compute_flow_batch(prevs, nexts, method="tvl1", backend="opencv", device="cp
 
     backend "opencv": compute_flow pair by pair (CPU only). backend "torch": TV-L1 of
     dataloader/tvl1.py on `device` ("cpu", "cuda", "cuda:1", ...), all pairs at once (in
-    chunks that fit the device); it does TV-L1 only. No pairs -> an empty 0 x H x W x 2 array
-    (H = W = 0 when the empty inputs carry no frame size).
+    chunks that fit the device; every frame is copied there first, 4 bytes a pixel, so pass
+    a video or a few hundred pairs at a time); it does TV-L1 only. No pairs -> an empty
+    0 x H x W x 2 array (H = W = 0 when the empty inputs carry no frame size).
     """
     if method not in FLOW_METHODS:
         raise ValueError(f"unknown flow method '{method}' (choose from {', '.join(FLOW_METHODS)})")

@@ -25,19 +25,19 @@ calls OpenCV functions, against those functions themselves (tests/test_tvl1.py):
   u = v + theta div p and error = sum |u_new - u_old|^2; forward-difference gradient of u
   (0 on the last column / row); p = (p + tau/theta grad u) / (1 + tau/theta |grad u|).
 
-Batching: N pairs of one size advance together; each pair keeps its own stopping rule (an
-`active` flag per pair, cleared when its error falls below the threshold). A stopped pair is
-frozen by scaling its step sizes by 0 (u and p are then unchanged), so no iteration needs a
-device-to-host synchronisation; whether every pair has stopped is asked only every
-`CHECK_EVERY` iterations (and when a median filter is due, which is then run on the active pairs
-only). A pair's result does not depend on the other pairs of its batch.
+Batching: N pairs of one size advance together; each pair keeps its own stopping rule (a
+`keep` flag per pair, cleared when its error falls below the threshold). A stopped pair is
+frozen by scaling its steps by 0 (u and p then stay as they are) and its median filter is
+skipped, so no iteration needs a device-to-host synchronisation; whether every pair has
+stopped is asked only every CHECK_EVERY iterations and before a median filter. A pair's
+result does not depend on the other pairs of its batch.
 
-Precision: float32 throughout, as OpenCV. Results differ from OpenCV's only by float rounding
-(sum order, the error sum); see docs/flow.md for the measured agreement.
+Precision: float32 throughout, as OpenCV. Results differ from OpenCV's by float rounding
+(order of sums, the flat-spot case in _solve_level); see docs/flow.md for the agreement.
 
 Memory: `bytes_per_pair` (17.4 MB at 340x256) bounds what one pair needs at peak; batches are
-split into chunks that fit `memory_budget` (or of `max_batch` pairs), and a chunk that runs out
-of CUDA memory is split in half and retried.
+split into chunks that fit `memory_budget` (or of `max_batch` pairs; on the CPU also of about
+CPU_CHUNK_PIXELS pixels), and a chunk that runs out of CUDA memory is split in half and retried.
 
 Not implemented: gamma != 0 (OpenCV's illumination term, off by default) and useInitialFlow.
 """
