@@ -37,7 +37,8 @@ Precision: float32 throughout, as OpenCV. Results differ from OpenCV's by float 
 
 Memory: `bytes_per_pair` (17.4 MB at 340x256) bounds what one pair needs at peak; batches are
 split into chunks that fit `memory_budget` (or of `max_batch` pairs; on the CPU also of about
-CPU_CHUNK_PIXELS pixels), and a chunk that runs out of CUDA memory is split in half and retried.
+CPU_CHUNK_PIXELS pixels per thread), and a chunk that runs out of CUDA memory is split in half
+and retried.
 
 Not implemented: gamma != 0 (OpenCV's illumination term, off by default) and useInitialFlow.
 """
@@ -60,9 +61,9 @@ MIN_LEVEL_SIZE = 16  # a pyramid level narrower or lower than this is not used
 INTER_TAB_SIZE = 32  # cv::remap rounds source coordinates to 1/32 pixel
 CHECK_EVERY = 10  # inner iterations between the host's "has every pair stopped?" checks
 DEFAULT_CPU_BUDGET = 2 << 30  # bytes a chunk may use on the CPU when no budget is given
-# On the CPU a chunk holds about this many pixels (1 pair at 340x256, 18 at 96x72): larger
-# chunks spill the maps out of the caches and wait longer for their slowest pair (measured
-# in docs/flow.md), smaller ones pay more per-operation overhead.
+# On the CPU a chunk holds about this many pixels per thread (1 thread: 1 pair at 340x256,
+# 18 at 96x72): larger chunks spill the maps out of the caches and wait longer for their
+# slowest pair, smaller ones pay more per-operation overhead (measured in docs/flow.md).
 CPU_CHUNK_PIXELS = 1 << 17
 MAPS_PER_PAIR = 50  # float32 maps of the frame size one pair needs at peak (bytes_per_pair)
 
@@ -401,7 +402,8 @@ def tvl1_flow(i0, i1, *, tau=TAU, lambda_=LAMBDA, theta=THETA, nscales=NSCALES, 
     The parameters are OpenCV's, with its defaults. Pairs are processed in chunks of at most
     max_batch pairs; by default as many as memory_budget bytes hold (bytes_per_pair each;
     memory_budget defaults to half the free CUDA memory, or DEFAULT_CPU_BUDGET), and on the
-    CPU no more than CPU_CHUNK_PIXELS pixels. The chunking does not change the results.
+    CPU no more than CPU_CHUNK_PIXELS pixels per thread. The chunking does not change the
+    results.
     An empty batch (N = 0) gives an empty (0, H, W, 2) result.
     """
     if not (torch.is_tensor(i0) and torch.is_tensor(i1)):
@@ -424,7 +426,8 @@ def tvl1_flow(i0, i1, *, tau=TAU, lambda_=LAMBDA, theta=THETA, nscales=NSCALES, 
                              if i0.device.type == "cuda" else DEFAULT_CPU_BUDGET)
         max_batch = max(1, memory_budget // bytes_per_pair(h, w))
         if i0.device.type == "cpu":
-            max_batch = min(max_batch, max(1, CPU_CHUNK_PIXELS // (h * w)))
+            pixels = CPU_CHUNK_PIXELS * torch.get_num_threads()
+            max_batch = min(max_batch, max(1, pixels // (h * w)))
     if max_batch < 1:
         raise ValueError(f"max_batch must be at least 1, not {max_batch}")
     params = dict(tau=tau, lambda_=lambda_, theta=theta, nscales=nscales, warps=warps,
