@@ -10,7 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from dataloader.catalog import get_dataset
+from dataloader.flow import quantize_flow
 from tools import prepare_data as pd
+from tools.prepare_plan import list_sources, select_sources
+from tools.prepare_videos import final_dirs, is_finished, tmp_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 W, H = 64, 48                  # size of the encoded videos and of the extracted frames
@@ -110,7 +114,7 @@ def run_main(videos_dir, out, *extra):
 def mtimes(out, names):
     result = {}
     for name in names:
-        for d in pd.final_dirs(str(out), name):
+        for d in final_dirs(str(out), name):
             for f in os.listdir(d):
                 result[os.path.join(d, f)] = os.stat(os.path.join(d, f)).st_mtime_ns
     return result
@@ -127,21 +131,24 @@ def test_quantize_flow_by_hand():
     # 255 * (f + 20) / 40: -20 -> 0, -10 -> 63.75 -> 64, 0 -> 127.5 -> 128 (np.round rounds
     # halves to even, and 128 is even), 0.1 -> 128.1 -> 128, 10 -> 191.25 -> 191, 20 -> 255;
     # beyond +-20 clipped.
-    q = pd.quantize_flow(f)
+    q = quantize_flow(f)
     assert q.dtype == np.uint8
     assert q.tolist() == [0, 0, 64, 128, 128, 191, 255, 255, 255]
-    assert pd.quantize_flow(np.array([5.0]), bound=10).tolist() == [191]  # 255 * 15 / 20 = 191.25
+    assert quantize_flow(np.array([5.0]), bound=10).tolist() == [191]  # 255 * 15 / 20 = 191.25
 
 
 def test_list_and_select_videos(ucf):
-    paths = pd.list_videos(ucf, "ucf101")
-    names = [os.path.basename(p) for p in paths]
+    sources = list_sources(ucf, get_dataset("ucf101"))
+    names = [os.path.basename(s.path) for s in sources]
     assert names == ["v_Pull_g01_c01.avi", "v_Pull_g02_c01.avi", MOVING + ".avi"]  # class, then name
-    assert pd.select_videos(paths, limit=2) == paths[:2]
-    picked = pd.select_videos(paths, names=["Pull_g02_c01", "v_push_g01_c01.avi"])
-    assert [os.path.basename(p) for p in picked] == ["v_Pull_g02_c01.avi", MOVING + ".avi"]
+    assert [s.folder for s in sources] == ["v_Pull_g01_c01", "v_Pull_g02_c01", MOVING]
+    assert [s.name for s in sources] == ["Pull_g01_c01", "Pull_g02_c01", MOVING[2:]]
+    assert select_sources(sources, limit=2) == sources[:2]
+    picked = select_sources(sources, names=["Pull_g02_c01", "v_push_g01_c01.avi"])
+    assert [os.path.basename(s.path) for s in picked] == ["v_Pull_g02_c01.avi", MOVING + ".avi"]
+    assert select_sources(sources, names=["V_PULL_G01_C01"]) == sources[:1]  # the folder name, any case
     with pytest.raises(ValueError, match="Nope_g01_c01"):
-        pd.select_videos(paths, names=["Nope_g01_c01"])
+        select_sources(sources, names=["Nope_g01_c01"])
 
 
 def test_help_names_every_option(capsys):
@@ -200,10 +207,10 @@ def test_resume_after_simulated_interruption(ucf, tmp_path, capsys):
     before = mtimes(out, ["v_Pull_g01_c01"])
     rgb_g02 = out / "jpegs_256" / "v_Pull_g02_c01"
     rgb_g02.rename(out / "jpegs_256" / ".tmp-v_Pull_g02_c01")
-    for final in pd.final_dirs(str(out), MOVING):
-        os.rename(final, pd.tmp_dir(final))
+    for final in final_dirs(str(out), MOVING):
+        os.rename(final, tmp_dir(final))
     (out / "jpegs_256" / f".tmp-{MOVING}" / "frame000003.jpg").write_bytes(b"\xff\xd8 half a jpeg")
-    assert not pd.is_finished(str(out), "v_Pull_g02_c01") and not pd.is_finished(str(out), MOVING)
+    assert not is_finished(str(out), "v_Pull_g02_c01") and not is_finished(str(out), MOVING)
     time.sleep(0.01)  # so a rewrite would show in mtimes even on coarse clocks
 
     assert run_main(ucf, out, "--flow", "farneback", "--workers", "1") == 0
@@ -229,7 +236,7 @@ def test_cli_killed_then_resumed(tmp_path):
     deadline = time.time() + 60
     try:
         # Kill once the first video is finished and the second has a few frames written.
-        while not (pd.is_finished(str(out), names[0]) and second_tmp.is_dir()
+        while not (is_finished(str(out), names[0]) and second_tmp.is_dir()
                    and len(os.listdir(second_tmp)) >= 3):
             assert proc.poll() is None, "finished before it could be interrupted"
             assert time.time() < deadline
@@ -238,7 +245,7 @@ def test_cli_killed_then_resumed(tmp_path):
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    finished = [n for n in names if pd.is_finished(str(out), n)]
+    finished = [n for n in names if is_finished(str(out), n)]
     assert finished and finished == names[:len(finished)] and len(finished) < len(names)
     for name in names[len(finished):]:                         # half-written: not final
         assert not os.path.exists(out / "jpegs_256" / name)
