@@ -63,10 +63,47 @@ def test_the_fusion_command_only_parses_calls_and_prints():
         assert len(f.readlines()) < 100, "fusion.py: 100 lines or more; the fusion itself belongs in engine/fusion.py"
 
 
-@pytest.mark.parametrize("path", list(python_files("engine")), ids=lambda p: os.path.relpath(p, ROOT))
-def test_engine_files_are_short(path):
+def repo_files(*suffixes):
+    """The project's own files with these suffixes (not generated data, runs or hidden folders)."""
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("data", "demo", "record", "picture")]
+        yield from (os.path.join(folder, f) for f in sorted(files) if f.endswith(suffixes))
+
+
+CODE = [p for p in repo_files(".py") if os.path.relpath(p, ROOT).split(os.sep)[0] != "tests"]
+
+
+@pytest.mark.parametrize("path", CODE, ids=lambda p: os.path.relpath(p, ROOT))
+def test_files_are_short(path):
+    """A file a reader can see whole: no module outside the tests passes 300 lines."""
     with open(path, encoding="utf-8") as f:
         assert len(f.readlines()) <= 300, f"{os.path.relpath(path, ROOT)}: over 300 lines; split it by concern"
+
+
+def test_backbones_are_named_in_one_place():
+    """Adding a backbone is an entry in network/: its name appears in no other module (the
+    options' default and the tests excepted)."""
+    offenders = []
+    for path in CODE:
+        rel = os.path.relpath(path, ROOT)
+        if rel.startswith("network" + os.sep) or rel == os.path.join("engine", "options.py"):
+            continue
+        with open(path, encoding="utf-8") as f:
+            offenders += [f"{rel}:{i}" for i, line in enumerate(f, 1) if "resnet18" in line]
+    assert offenders == []
+
+
+def test_the_original_code_is_named_as_such():
+    """'The seed' was never defined for a reader, and clashes with --seed: the code and docs
+    call the original code 'the original two-stream scripts'."""
+    phrase = re.compile(r"\bthe seed\b(?!\s*(=|\)|,))|\bseed's\b|\bseed (notes|protocol)\b", re.I)
+    offenders = []
+    for path in repo_files(".py", ".md"):
+        if os.path.basename(path) == "test_architecture.py":
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            offenders += [f"{os.path.relpath(path, ROOT)}:{i}" for i, line in enumerate(f, 1) if phrase.search(line)]
+    assert offenders == []
 
 
 def test_no_doc_or_help_text_points_outside_the_repo():

@@ -20,7 +20,7 @@ own similarity transform between the two frames:
 Speeds are given for 340x256 and scaled with the frame size (a 96x72 scene moves the same
 fraction of the frame). Frames get a little sensor noise (sigma 1 grey level). The flow is the
 true forward motion of the topmost layer at each pixel of the first frame. Everything follows
-from the seed (numpy's default_rng); pure numpy / OpenCV.
+from `seed` (numpy's default_rng); pure numpy / OpenCV.
 """
 import argparse
 import math
