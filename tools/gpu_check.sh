@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# One-go GPU check of the input pipeline (for a session with a lent GPU; at most ~8 min).
-# Generates a 340x256 synthetic set (once; kept in $DATA, packed), then runs tools/benchmark.py for
+# One-go GPU check (for a session with a lent GPU; at most ~9.5 min).
+# First the optical flow: tools/benchmark_flow.py on 128 textured 340x256 pairs, the torch TV-L1 on
+# CUDA at batch 8, 32 and 128 against OpenCV's CPU TV-L1 on every core: pairs/s, peak GPU memory,
+# and the agreement with OpenCV on the same pairs ($OUT/flow.log, $OUT/flow.json; the target is
+# >= 175 pairs/s, and mean EPE <= 0.15 px, p95 <= 0.5 px, >= 97% within 0.5 px, warp ratio <= 1.03).
+# Then the input pipeline: a 340x256 synthetic set (once; kept in $DATA, packed), then tools/benchmark.py for
 # both streams on CUDA with --decode cpu (OpenCV in the workers) and --decode gpu (JPEG bytes
 # from the workers, decoded on the GPU): 16 workers, bf16 autocast (--amp), channels_last
 # (the engine's choice on CUDA), a training slice with its data-wait share, and the
@@ -19,7 +23,8 @@ OUT="${OUT:-/tmp/gpu_check}"
 mkdir -p "$OUT"
 WORKERS="${WORKERS:-16}"
 DATA="${DATA:-/tmp/gpu_check_data}"
-LIMIT="${LIMIT:-80}"   # seconds per benchmark call: 150 (data) + 4 x 80 = 470 s at most
+LIMIT="${LIMIT:-75}"   # seconds per benchmark call: 120 (flow) + 150 (data) + 4 x 75 = 570 s at most
+FLOW_LIMIT="${FLOW_LIMIT:-120}"
 cd "$(dirname "$0")/.."
 
 {
@@ -36,6 +41,15 @@ if ! "$PY" -c "import torch, torchvision, cv2; cv2.IMREAD_COLOR_RGB; assert torc
   exit 2
 fi
 
+# 1. Optical flow (the longest part is OpenCV's reference flow of the 128 pairs on the CPU cores).
+rc=0
+rm -f "$OUT/flow.json"
+timeout "$FLOW_LIMIT" "$PY" -m tools.benchmark_flow --device cuda --backends opencv,torch --sizes 340x256 \
+    --batch-sizes 8,32,128 --pairs 128 --repeats 1 --threads "$(nproc)" > "$OUT/flow.log" 2>&1 \
+  && tail -n 1 "$OUT/flow.log" > "$OUT/flow.json" || { echo "flow: failed (exit $?), see $OUT/flow.log"; rc=1; }
+cat "$OUT/flow.log" | grep -v '^{' | tail -n 20
+
+# 2. The input pipeline and the model.
 if ! grep -q '"flow_texture": "realistic"' "$DATA/synthetic.json" 2>/dev/null; then
   rm -rf "$DATA"
   # 6 classes x 30 videos, 24-48 frames: ~180 videos, ~6.5k RGB + 6.3k x 2 flow JPEGs
@@ -51,7 +65,6 @@ fi
 # in /dev/shm). Eval: the default protocol (19 positions, 1 crop), 160 videos.
 COMMON=(--data-root "$DATA" --layout packed --device cuda --amp --workers "$WORKERS" --crop-size 224 --test-frames 19
         --warmup 3 --step-batches 30 --eval-videos 160 --test-batch-size 8 --repeats 1 --train-batches 30)
-rc=0
 for decode in cpu gpu; do
   for stream in spatial motion; do
     if [ "$stream" = spatial ]; then size=(--batch-size 64 --batches 30); else size=(--batch-size 32 --batches 15); fi
