@@ -227,3 +227,18 @@ def test_with_shards_the_split_lists_are_written_once_every_video_is_ready(tmp_p
     assert "split lists: 2 classes" in capsys.readouterr().out
     names = (out / "ucfTrainTestlist" / "trainlist01.txt").read_text() + (out / "ucfTrainTestlist" / "testlist01.txt").read_text()
     assert len(names.splitlines()) == 5
+
+
+def test_torch_backend_reports_and_skips_bad_videos(tmp_path, capsys):
+    videos = tmp_path / "UCF-101"
+    (videos / "Bad").mkdir(parents=True)
+    (videos / "Bad" / "v_Bad_g01_c01.avi").write_bytes(np.random.default_rng(0).bytes(4096))  # not a video
+    scene_video(str(videos / "Bad" / "v_Bad_g02_c01.avi"), seed=1, n=1)                         # 1 frame: no flow
+    scene_video(str(videos / "Pan" / "v_Pan_g01_c01.avi"), seed=2, n=4)
+    out = tmp_path / "out"
+    assert prepare(videos, out, "--flow-backend", "torch", "--flow-device", "cpu", "--workers", "2") == 1
+    text = capsys.readouterr()
+    assert "done: 1, skipped (already finished): 0, failed: 2" in text.out
+    assert "v_Bad_g02_c01: ValueError: only 1 frame(s) could be read (need 2 for flow)" in text.out
+    assert os.listdir(out / "jpegs_256") == ["v_Pan_g01_c01"] and len(os.listdir(out / "tvl1_flow" / "u" / "v_Pan_g01_c01")) == 3
+    assert not [f for d, ds, fs in os.walk(out) for f in ds + fs if f.startswith(".tmp-")]
