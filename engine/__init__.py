@@ -11,6 +11,9 @@
     tables.py      Markdown tables of runs; plots.py: curves, confusion matrix, TensorBoard
     console.py     what a run prints: per-epoch lines, one-line errors
     train.py       main: a whole run, tying the above together (the model itself: network/)
+    scores.py      reading and checking score files (fusion's input; legacy pickles too)
+    fusion.py      fusion strategies, weights fitted on validation, fusion tables (fusion.py at the root: the command)
+    predict.py     a new video's scores by the trained streams (tools.predict)
 
 spatial_cnn.py and motion_cnn.py call `engine.train.main` with their StreamSpec. Nothing
 here imports tools/ or the stream scripts. Importing the package does no work.

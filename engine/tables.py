@@ -1,5 +1,5 @@
-"""Seed-style Markdown tables of runs: per-epoch records and a side-by-side summary that
-says which protocol chose each reported number."""
+"""Markdown tables of runs, in the original two-stream scripts' style: per-epoch records and a
+side-by-side summary that says which protocol chose each reported number."""
 from engine.records import EVAL_COLUMNS, TRAIN_COLUMNS, select, top5_meaningful
 from utils import markdown_table
 

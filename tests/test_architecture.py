@@ -96,7 +96,7 @@ def test_backbones_are_named_in_one_place():
 def test_the_original_code_is_named_as_such():
     """'The seed' was never defined for a reader, and clashes with --seed: the code and docs
     call the original code 'the original two-stream scripts'."""
-    phrase = re.compile(r"\bthe seed\b(?!\s*(=|\)|,))|\bseed's\b|\bseed (notes|protocol)\b", re.I)
+    phrase = re.compile(r"\bthe seed\b(?!\s*(=|\)|,))|\bseed's\b|\bseed[- ](notes|protocol|style)\b", re.I)
     offenders = []
     for path in repo_files(".py", ".md"):
         if os.path.basename(path) == "test_architecture.py":

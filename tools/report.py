@@ -1,4 +1,4 @@
-"""Per-run records (CSV, score files) as seed-style Markdown tables and PNG curves.
+"""Per-run records (CSV, score files) as Markdown tables (the original two-stream scripts' style) and PNG curves.
 
     python -m tools.report record/spatial                       # per-epoch tables + summary
     python -m tools.report runs/spatial_mean runs/spatial_max runs/spatial_var --plots
