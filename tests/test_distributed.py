@@ -61,7 +61,9 @@ def test_torchrun_two_processes_scores_each_video_once(tmp_path, odd_data):
            "--epochs", "1", *FAST]
     proc = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.count("==> spatial stream") == 1  # only rank 0 prints
+    # only rank 0 prints: one opening line and one closing summary
+    assert proc.stdout.count("==> spatial stream (resnet18): ") == 1
+    assert proc.stdout.count("==> spatial stream (resnet18) finished") == 1
     assert "x 2 processes" in proc.stdout
     assert_one_run_scored_once(out, odd_data, tmp_path)
 
@@ -182,7 +184,8 @@ def test_two_nodes_on_one_machine_train_evaluate_and_write_once(tmp_path, odd_da
     writers = [n for n in range(2) if "==> spatial stream" in logs[n][0]]
     assert len(writers) == 1
     w = writers[0]
-    assert logs[w][0].count("==> spatial stream") == 1 and "x 2 processes" in logs[w][0]
+    assert logs[w][0].count("==> spatial stream (resnet18): ") == 1 and "x 2 processes" in logs[w][0]
+    assert logs[w][0].count("==> spatial stream (resnet18) finished") == 1
     assert os.listdir(tmp_path / f"node{w}") == ["ddp"]
     assert os.listdir(tmp_path / f"node{1 - w}") == []  # rank 1 wrote nothing at all
     assert sorted(os.listdir(tmp_path)) == ["logs", "node0", "node1"]
