@@ -13,7 +13,7 @@ import pytest
 from engine import records
 from test_bad_input import assert_one_line, checksums
 from test_report import TEST, tables, write_run
-from tools import report
+from tools import make_synthetic, report, study
 
 
 @pytest.fixture
@@ -80,3 +80,24 @@ def test_a_file_given_as_a_run_folder_is_called_a_file(tmp_path, capsys):
     assert report.main([str(path)]) == 2
     line = assert_one_line(capsys.readouterr().err, path, "is a file", "run folder", run)
     assert "no such" not in line
+
+
+# ------------------------------------------------------------ make_synthetic, study (item 9)
+@pytest.mark.parametrize("below", [False, True], ids=["a-file", "below-a-file"])
+def test_make_synthetic_refuses_an_unwritable_out_in_one_line(blocker, tmp_path, capsys, below):
+    out = blocker / "out" if below else blocker
+    before = checksums(tmp_path)
+    assert make_synthetic.main([str(out), "--videos-per-class", "1"]) == 2
+    assert_one_line(capsys.readouterr().err, out, "is a file")
+    assert checksums(tmp_path) == before
+
+
+@pytest.mark.parametrize("below", [False, True], ids=["a-file", "below-a-file"])
+def test_the_study_refuses_an_unwritable_out_before_any_run(blocker, tmp_path, capsys, below):
+    out = blocker / "study" if below else blocker
+    before = checksums(tmp_path)
+    assert study.main(["--data-root", str(tmp_path), "--out", str(out), "--consensus", "mean"]) == 2
+    captured = capsys.readouterr()
+    assert_one_line(captured.err, f"--out {out}", "is a file")
+    assert "==>" not in captured.out  # not even the plan
+    assert checksums(tmp_path) == before
