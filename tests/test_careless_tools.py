@@ -7,13 +7,33 @@ frames changed since it was packed.
 Refusals are checked with checksums of what was on disk before (tests/test_bad_input.py).
 A path below a regular file (FILE/out) is unwritable for everyone, root included."""
 import os
+import shutil
 
+import numpy as np
 import pytest
 
+import utils
+from dataloader.synthetic import class_names
 from engine import records
+from engine.streams import SPATIAL
+from engine.train import main as train
 from test_bad_input import assert_one_line, checksums
 from test_report import TEST, tables, write_run
-from tools import make_synthetic, report, study
+from tiny import FAST, make_tiny_data
+from tools import demo, make_synthetic, report, study
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return make_tiny_data(tmp_path_factory.mktemp("tools") / "data", seed=7)
+
+
+@pytest.fixture(scope="module")
+def finished(data_root, tmp_path_factory):
+    """A finished one-epoch run made by spatial_cnn's entry point."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert train(SPATIAL, ["--data-root", str(data_root), "--out", str(out), *FAST, "--epochs", "1"]) == 0
+    return out
 
 
 @pytest.fixture
@@ -101,3 +121,106 @@ def test_the_study_refuses_an_unwritable_out_before_any_run(blocker, tmp_path, c
     assert_one_line(captured.err, f"--out {out}", "is a file")
     assert "==>" not in captured.out  # not even the plan
     assert checksums(tmp_path) == before
+
+
+# ------------------------------------------------------------ the demo (items 1, 9; first week)
+def no_step(cmd):
+    raise AssertionError(f"the demo ran a step although it had to refuse: {cmd}")
+
+
+class FakeSteps:
+    """Stands in for demo.sh: records each command and writes what the real step would leave
+    for the demo's summary (score files of the synthetic classes, the engine's PNG names, the
+    fusion JSON), so that the demo runs through in a fraction of a second."""
+
+    def __init__(self):
+        self.commands = []
+
+    def __call__(self, cmd):
+        self.commands.append(cmd)
+        out = cmd[cmd.index("--out") + 1] if "--out" in cmd else None
+        if any(c.endswith(("spatial_cnn.py", "motion_cnn.py")) for c in cmd):
+            stream = "spatial" if any(c.endswith("spatial_cnn.py") for c in cmd) else "motion"
+            os.makedirs(out, exist_ok=True)
+            classes = class_names(3, 2)
+            rng = np.random.default_rng(0 if stream == "spatial" else 1)
+            videos = [f"v{i:02d}" for i in range(12)]
+            payload = {"scores": {v: rng.random(len(classes)).astype(np.float32) for v in videos},
+                       "labels": {v: i % len(classes) for i, v in enumerate(videos)}, "classes": classes, "meta": {}}
+            for name in ("video_scores_best.pkl", "video_scores.pkl", "video_scores_val.pkl"):
+                utils.save_pickle(payload, os.path.join(out, name))
+            for kind in ("train", "test", "confusion"):
+                with open(os.path.join(out, f"{kind}_{stream}_mean.png"), "wb") as f:
+                    f.write(b"\x89PNG\r\n\x1a\n")
+        if "--json" in cmd:  # the fusion step
+            with open(cmd[cmd.index("--json") + 1], "w") as f:
+                f.write("{}\n")
+
+    def streams(self):
+        return [c for c in self.commands if any(a.endswith(("spatial_cnn.py", "motion_cnn.py")) for a in c)]
+
+
+@pytest.mark.parametrize("where", ["spatial", "motion"])
+def test_the_demo_refuses_an_out_holding_a_run_it_did_not_make(finished, tmp_path, capsys, monkeypatch, where):
+    out = tmp_path / "demo"
+    shutil.copytree(finished, out / where)  # e.g. --out record: the streams' own default folder
+    before = checksums(out)
+    monkeypatch.setattr(demo, "sh", no_step)
+    assert demo.main(["--out", str(out)]) == 2
+    assert_one_line(capsys.readouterr().err, "--out", out / where, "another --out")
+    assert checksums(out) == before
+    assert sorted(os.listdir(out)) == [where]  # no marker, no data
+
+
+def test_the_demo_refuses_data_it_did_not_generate(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "demo"
+    (out / "data" / "jpegs_256").mkdir(parents=True)
+    (out / "data" / "jpegs_256" / "mine.txt").write_text("someone's frames\n")
+    before = checksums(out)
+    monkeypatch.setattr(demo, "sh", no_step)
+    assert demo.main(["--out", str(out)]) == 2
+    assert_one_line(capsys.readouterr().err, out / "data", "jpegs_256")
+    assert checksums(out) == before
+
+
+def test_a_second_demo_replaces_only_its_own_runs(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "demo"
+    first, second = FakeSteps(), FakeSteps()
+    monkeypatch.setattr(demo, "sh", first)
+    assert demo.main(["--out", str(out)]) == 0
+    # A fresh folder holds nothing to replace: no --overwrite reaches the streams.
+    assert len(first.streams()) == 2 and not any("--overwrite" in c for c in first.streams())
+    monkeypatch.setattr(demo, "sh", second)
+    assert demo.main(["--out", str(out)]) == 0  # its own runs (marked): replaced
+    assert len(second.streams()) == 2 and all("--overwrite" in c for c in second.streams())
+
+
+def test_the_demo_ends_with_where_its_runs_curves_scores_and_fusion_are(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "demo"
+    monkeypatch.setattr(demo, "sh", FakeSteps())
+    assert demo.main(["--out", str(out), "--json", str(tmp_path / "table.json")]) == 0
+    text = capsys.readouterr().out
+    closing = text[text.index("What each stream learned"):]  # after the summary table
+    for stream in ("spatial", "motion"):
+        run = out / stream
+        assert str(run) in closing
+        for kind in ("train", "test", "confusion"):
+            assert str(run / f"{kind}_{stream}_mean.png") in closing
+        assert str(run / "video_scores_best.pkl") in closing and str(run / "video_scores.pkl") in closing
+    assert str(out / "fusion.json") in closing and str(tmp_path / "table.json") in closing
+    redo = f"python fusion.py --spatial {out / 'spatial' / 'video_scores_best.pkl'} " \
+           f"--motion {out / 'motion' / 'video_scores_best.pkl'}"
+    assert redo in closing
+    assert f"python -m tools.report {out / 'spatial'} {out / 'motion'}" in closing
+
+
+@pytest.mark.parametrize("case", ["out-is-a-file", "out-below-a-file", "json-below-a-file"])
+def test_the_demo_refuses_an_unwritable_output_before_any_step(blocker, tmp_path, capsys, monkeypatch, case):
+    out, extra = {"out-is-a-file": (blocker, []), "out-below-a-file": (blocker / "demo", []),
+                  "json-below-a-file": (tmp_path / "demo", ["--json", str(blocker / "t.json")])}[case]
+    before = checksums(tmp_path)
+    monkeypatch.setattr(demo, "sh", no_step)
+    assert demo.main(["--out", str(out), *extra]) == 2
+    line = assert_one_line(capsys.readouterr().err, "is a file")
+    assert ("--json" if extra else "--out") in line
+    assert checksums(tmp_path) == before and sorted(os.listdir(tmp_path)) == ["file"]
