@@ -9,10 +9,13 @@ A path below a regular file (FILE/out) is unwritable for everyone, root included
 import os
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
 import utils
+from dataloader.packed import PackFile
+from dataloader.splits import load_split
 from dataloader.synthetic import class_names
 from engine import records
 from engine.streams import SPATIAL
@@ -20,7 +23,7 @@ from engine.train import main as train
 from test_bad_input import assert_one_line, checksums
 from test_report import TEST, tables, write_run
 from tiny import FAST, make_tiny_data
-from tools import demo, make_synthetic, report, study
+from tools import demo, make_synthetic, pack_frames, report, study
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +227,93 @@ def test_the_demo_refuses_an_unwritable_output_before_any_step(blocker, tmp_path
     line = assert_one_line(capsys.readouterr().err, "is a file")
     assert ("--json" if extra else "--out") in line
     assert checksums(tmp_path) == before and sorted(os.listdir(tmp_path)) == ["file"]
+
+
+# ------------------------------------------------------------ pack_frames (items 13, 17)
+def test_pack_frames_names_an_unwritable_out(data_root, blocker, tmp_path, capsys):
+    out = blocker / "packs"
+    before = checksums(data_root, blocker)
+    assert pack_frames.main(["--data-root", str(data_root), "--out", str(out), "--workers", "1"]) == 2
+    assert_one_line(capsys.readouterr().err, f"--out {out}", "is a file")
+    assert checksums(data_root, blocker) == before
+    assert not (data_root / "packed").exists()
+
+
+def pack_ids(folder):
+    """{pack: (inode, mtime_ns)}: a rewritten pack (a new file renamed over it) changes both."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.glob("*.pack")}
+
+
+def frame_files(root, video):
+    return sorted((root / "jpegs_256" / f"v_{video}").glob("*.jpg"))
+
+
+@pytest.fixture
+def packed(tmp_path, capsys):
+    root = make_tiny_data(tmp_path / "data", videos_per_class=2)
+    assert pack_frames.main(["--data-root", str(root), "--modality", "rgb", "--workers", "1"]) == 0
+    capsys.readouterr()
+    return root
+
+
+def test_a_frame_fixed_after_packing_is_packed_again(packed, capsys):
+    root, packs = packed, packed / "packed" / "rgb"
+    video = load_split("ucf101", str(packed / "ucfTrainTestlist"), 1).train[0][0]
+    before = pack_ids(packs)
+    frame = frame_files(root, video)[2]
+    fixed = cv2.imencode(".jpg", np.full((40, 48, 3), 77, np.uint8))[1].tobytes()  # another valid JPEG
+    assert fixed != frame.read_bytes()
+    frame.write_bytes(fixed)  # same frame count: today's check saw nothing
+    assert pack_frames.main(["--data-root", str(root), "--modality", "rgb", "--workers", "1"]) == 0
+    assert "1 packs written, 7 already complete" in capsys.readouterr().err
+    after = pack_ids(packs)
+    assert after[f"{video}.pack"] != before[f"{video}.pack"]
+    assert {k: v for k, v in after.items() if k != f"{video}.pack"} == \
+        {k: v for k, v in before.items() if k != f"{video}.pack"}  # the others untouched
+    pack = PackFile(str(packs / f"{video}.pack"))
+    assert [bytes(pack.read(i)) for i in range(len(pack))] == [f.read_bytes() for f in frame_files(root, video)]
+    assert bytes(pack.read(2)) == fixed
+    # A rerun now finds everything up to date; --force repacks every video.
+    assert pack_frames.main(["--data-root", str(root), "--modality", "rgb", "--workers", "1"]) == 0
+    assert "0 packs written, 8 already complete" in capsys.readouterr().err
+    settled = pack_ids(packs)
+    assert settled == after
+    assert pack_frames.main(["--data-root", str(root), "--modality", "rgb", "--workers", "1", "--force"]) == 0
+    assert "8 packs written, 0 already complete" in capsys.readouterr().err
+    forced = pack_ids(packs)
+    assert all(forced[k] != settled[k] for k in settled)
+
+
+def test_a_frame_with_a_new_modification_time_is_packed_again(packed, capsys):
+    root, packs = packed, packed / "packed" / "rgb"
+    video = load_split("ucf101", str(packed / "ucfTrainTestlist"), 1).test[0][0]
+    before = pack_ids(packs)
+    frame = frame_files(root, video)[0]
+    st = frame.stat()
+    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))  # same size, rewritten later
+    assert pack_frames.main(["--data-root", str(root), "--modality", "rgb", "--workers", "1"]) == 0
+    assert "1 packs written, 7 already complete" in capsys.readouterr().err
+    assert [k for k, v in pack_ids(packs).items() if v != before[k]] == [f"{video}.pack"]
+
+
+def old_pack(frames):
+    """A pack as older code wrote it (magic TSNPACK1, no sources record), built by hand."""
+    header = 8 + 8 + 8 * (len(frames) + 1)
+    offsets = np.cumsum([header] + [len(f) for f in frames]).astype("<u8")
+    return b"TSNPACK1" + np.array(len(frames), "<u8").tobytes() + offsets.tobytes() + b"".join(frames)
+
+
+def test_packs_from_older_code_stay_readable_and_count_as_up_to_date_by_frame_count(packed, capsys):
+    root, packs = packed, packed / "packed" / "rgb"
+    split = load_split("ucf101", str(packed / "ucfTrainTestlist"), 1)
+    same, short = split.train[0][0], split.train[1][0]
+    for video, drop in ((same, 0), (short, 1)):
+        (packs / f"{video}.pack").write_bytes(old_pack([f.read_bytes() for f in frame_files(root, video)][drop:]))
+    before = pack_ids(packs)
+    pack = PackFile(str(packs / f"{same}.pack"))
+    assert pack.source is None
+    assert [bytes(pack.read(i)) for i in range(len(pack))] == [f.read_bytes() for f in frame_files(root, same)]
+    assert pack_frames.main(["--data-root", str(root), "--modality", "rgb", "--workers", "1"]) == 0
+    assert "1 packs written, 7 already complete" in capsys.readouterr().err
+    after = pack_ids(packs)
+    assert after[f"{same}.pack"] == before[f"{same}.pack"] and after[f"{short}.pack"] != before[f"{short}.pack"]
