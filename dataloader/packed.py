@@ -6,10 +6,17 @@ over the disk; from a pack it is one open per video (kept open) and contiguous r
 `python -m tools.pack_frames` writes the packs; `open_layout` then reads them transparently.
 
 File format (little-endian):
-    8 bytes   magic b"TSNPACK1"
+    8 bytes   magic b"TSNPACK2"
     uint64    n, the number of frames
     uint64    n + 1 offsets from the start of the file: frame i is bytes [off[i], off[i + 1])
+    uint64    the sources record: the total size in bytes of the n frame files packed ...
+    int64     ... and their latest modification time (st_mtime_ns), as they were when packed
     ...       the JPEG bytes of frames 1..n, unchanged
+
+The sources record lets pack_frames tell a pack whose frame files changed since (a frame
+fixed or replaced) from one that is up to date, at the cost of a stat() per frame file.
+Packs written by older code (magic b"TSNPACK1") are the same without the record; they stay
+readable, and their `source` is None.
 """
 import mmap
 import os
@@ -19,7 +26,8 @@ import numpy as np
 
 import utils
 
-MAGIC = b"TSNPACK1"
+MAGIC = b"TSNPACK2"
+MAGIC_V1 = b"TSNPACK1"  # older code's packs: no sources record
 SUFFIX = ".pack"
 SOURCES = {"rgb": ("rgb",), "flow": ("u", "v")}  # the packs of a video, per modality
 
@@ -28,17 +36,19 @@ class PackError(ValueError):
     pass
 
 
-def write_pack(path, frames):
+def write_pack(path, frames, source):
     """Write the byte strings `frames` as a pack at `path`, atomically (temporary file, then
-    rename), so that an interrupted packing never leaves a pack that looks complete."""
+    rename), so that an interrupted packing never leaves a pack that looks complete.
+    `source`: (total bytes, latest st_mtime_ns) of the frame files (the sources record)."""
     sizes = np.array([len(f) for f in frames], dtype=np.uint64)
-    header = len(MAGIC) + 8 + 8 * (len(frames) + 1)
+    header = len(MAGIC) + 8 + 8 * (len(frames) + 1) + 16
     offsets = header + np.concatenate([[0], np.cumsum(sizes)]).astype(np.uint64)
 
     def write(f):
         f.write(MAGIC)
         f.write(np.array(len(frames), "<u8").tobytes())
         f.write(offsets.astype("<u8").tobytes())
+        f.write(np.array(source[0], "<u8").tobytes() + np.array(source[1], "<i8").tobytes())
         for frame in frames:
             f.write(frame)
 
@@ -46,7 +56,8 @@ def write_pack(path, frames):
 
 
 class PackFile:
-    """An open pack: len() frames, read(i) -> the JPEG bytes of frame i (0-based).
+    """An open pack: len() frames, read(i) -> the JPEG bytes of frame i (0-based); `source`:
+    the sources record (total bytes, latest st_mtime_ns), None for an older code's pack.
 
     The file is memory-mapped: read(i) is a view of the page cache, no system call and no
     copy (os.pread cost 4-7 us a frame, 5% of decoding a flow frame). Forked data workers
@@ -66,13 +77,19 @@ class PackFile:
 
     def _read_header(self, fd):
         head = os.pread(fd, len(MAGIC) + 8, 0)
-        if len(head) < len(MAGIC) + 8 or head[:len(MAGIC)] != MAGIC:
+        if len(head) < len(MAGIC) + 8 or head[:len(MAGIC)] not in (MAGIC, MAGIC_V1):
             raise PackError(f"{self.path}: not a frame pack (bad header); re-run python -m tools.pack_frames")
         n = int(np.frombuffer(head[len(MAGIC):], "<u8")[0])
-        raw = os.pread(fd, 8 * (n + 1), len(MAGIC) + 8)
-        offsets = np.frombuffer(raw, "<u8").astype(np.int64) if len(raw) == 8 * (n + 1) else None
+        record = 16 if head[:len(MAGIC)] == MAGIC else 0
+        raw = os.pread(fd, 8 * (n + 1) + record, len(MAGIC) + 8)
+        whole = len(raw) == 8 * (n + 1) + record
+        offsets = np.frombuffer(raw[:8 * (n + 1)], "<u8").astype(np.int64) if whole else None
+        self.source = None
+        if whole and record:
+            self.source = (int(np.frombuffer(raw[-16:-8], "<u8")[0]), int(np.frombuffer(raw[-8:], "<i8")[0]))
         size = os.fstat(fd).st_size
-        if offsets is None or offsets[-1] != size or np.any(np.diff(offsets) < 0):
+        if offsets is None or offsets[-1] != size or np.any(np.diff(offsets) < 0) \
+                or offsets[0] != len(MAGIC) + 8 + len(raw):
             raise PackError(f"{self.path}: truncated or corrupt pack (index does not match the file size "
                             f"{size}); delete it and re-run python -m tools.pack_frames")
         return offsets

@@ -179,6 +179,7 @@ def generate(out, appearances=3, motions=2, videos_per_class=10, width=160, heig
     if flow_texture != "plain":  # a default set's manifest stays as it was
         options["flow_texture"] = flow_texture
     _check_options(**options)
+    utils.check_writable(out, None, folder=True)  # a ValueError now, not an OSError mid-way
     start = time.time()
     os.makedirs(out, exist_ok=True)
     _clear_previous(out, overwrite)

@@ -83,23 +83,33 @@ def read_records(path, columns):
     ending in a newline, so a file cut short (a copy, a full disk elsewhere) or edited by
     hand shows as an unknown or partial header, a last row without its newline, a row with
     too few fields, or a cell that is not a number. Such rows are left out, never shown as
-    numbers; each warning names the file and line."""
-    with open(path, newline="") as f:
-        text = f.read()
+    numbers; each warning names the file and line. The engine writes UTF-8: bytes that are
+    not (a file saved in another encoding, or not a text file) are such a problem too."""
+    with open(path, "rb") as f:
+        # surrogateescape keeps each undecodable byte as one character, so the rows around
+        # it still parse and the warning can name its line and byte.
+        text = f.read().decode("utf-8", errors="surrogateescape")
     if not text.strip():
         return [], [f"{path}: the file is empty; no records read from it"]
-    lines = list(csv.reader(io.StringIO(text)))
+    try:
+        lines = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:  # e.g. a binary file: a "field" longer than the csv module allows
+        return [], [f"{path}: not a CSV file ({e}); no records read from it"]
     cut = not text.endswith("\n")  # the last line lost its end: cut mid-line
     header = lines[0]
     unknown = [c for c in header if c not in columns]
     missing = [c for c in REQUIRED if c not in header]
     if unknown or missing or (cut and len(lines) == 1):
-        return [], [f"{path}: line 1: not a record header (expected {','.join(columns)}; the file is cut short "
-                    "or not a record file); no records read from it"]
+        byte = _foreign_byte(header)
+        why = (f"not UTF-8 text ({byte}; the engine writes UTF-8)" if byte else
+               f"not a record header (expected {','.join(columns)}; the file is cut short or not a record file)")
+        return [], [f"{path}: line 1: {why}; no records read from it"]
     rows, warnings = [], []
     for number, cells in enumerate(lines[1:], 2):
         problem = None
-        if number == len(lines) and cut:
+        if _foreign_byte(cells):
+            problem = f"not UTF-8 text ({_foreign_byte(cells)})"
+        elif number == len(lines) and cut:
             problem = "cut short (the line has no end)"
         elif len(cells) != len(header):
             problem = f"{len(cells)} fields for {len(header)} columns"
@@ -112,6 +122,14 @@ def read_records(path, columns):
         else:
             rows.append(dict(zip(header, cells)))
     return rows, warnings
+
+
+def _foreign_byte(cells):
+    """'byte 0xNN' of the first byte in `cells` that was not UTF-8 (see read_records), else ''."""
+    for char in "".join(cells):
+        if "\udc80" <= char <= "\udcff":
+            return f"byte 0x{ord(char) - 0xdc00:02x}"
+    return ""
 
 
 def _is_number(text):
@@ -209,6 +227,13 @@ def _read_meta(run_dir):
 
 def load_run(run_dir):
     """Read a run folder's records; RecordError if it has none."""
+    if os.path.isfile(run_dir):
+        # One of a run's own files (test.csv, a score file...): its folder is the run.
+        name = os.path.basename(run_dir)
+        hint = (f"; pass the folder that holds it: {os.path.dirname(run_dir) or '.'}"
+                if name in RUN_FILES + ("args.json",) or name.endswith(".png") else "")
+        raise RecordError(f"{run_dir}: is a file; expected a run folder (the --out folder of a spatial_cnn.py / "
+                          f"motion_cnn.py run){hint}")
     if not os.path.isdir(run_dir):
         raise RecordError(f"{run_dir}: no such folder")
     missing = [f for f in ("train.csv", "test.csv") if not os.path.isfile(os.path.join(run_dir, f))]

@@ -7,7 +7,12 @@ It runs the same commands a researcher runs on UCF101, at toy size: generate a s
 data set (colour = the spatial cue, vertical motion = the motion cue), train the spatial
 stream, train the motion stream, and print the fusion table. Each stream alone can only
 learn its own cue; the fusion should get both. Every command is printed before it runs,
-and a summary at the end shows what each stream and the fusion got right.
+and a summary at the end shows what each stream and the fusion got right, and where the
+runs, their curves (PNG), score files and the fusion tables (OUT/fusion.json) are.
+
+A second demo into the same --out replaces the first one's runs: the demo marks its --out
+with demo.json and replaces only the runs in a folder so marked. It refuses, before any
+work, an --out that holds other runs (say --out record, the streams' default folder).
 
 The sizes are chosen so that the story is the same on every machine and seed: many small
 test videos (about 70), since CPU training rounds differently on different CPUs (AVX2 vs
@@ -33,9 +38,56 @@ COMMON = ["--pretrained", "none", "--crop-size", "32", "--batch-size", "8", "--n
           "--test-frames", "5", "--val-groups", "2", "--lr", "0.003", "--min-lr", "1e-5", "--device", "cpu"]
 
 
+# The demo's mark on its --out: the runs in OUT/spatial and OUT/motion are the demo's own,
+# so a later demo may replace them (--overwrite); without it the demo replaces no run.
+MARKER = "demo.json"
+RUNS = ("spatial", "motion")
+
+
+SCORE_FILES = {"video_scores_best.pkl": "test scores of the model chosen on validation; the fusion reads these",
+               "video_scores.pkl": "test scores of the last epoch",
+               "video_scores_val.pkl": "validation scores of the chosen model: fusion.py --fit-weights-on"}
+
+
+class DemoError(ValueError):
+    """A reason not to start (exit status 2); the message names the folder and the fix."""
+
+
 def sh(cmd):
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def check_out(out, json_path):
+    """Before any work: everything the demo writes can be written, and it replaces nothing it
+    did not make (a finished run in OUT/spatial, say with --out record, the streams' default,
+    or a data set in OUT/data that make_synthetic did not write). Returns whether OUT holds
+    the demo's marker (its runs may then be replaced)."""
+    import utils
+    from dataloader.synthetic import MANAGED
+    from dataloader.synthetic import MARKER as DATA_MARKER
+    from engine.records import finished_files
+
+    try:
+        for path in (out, *(os.path.join(out, d) for d in ("data", *RUNS))):
+            utils.check_writable(path, "--out", folder=True)
+        if json_path:
+            utils.check_writable(json_path, "--json", folder=False)
+    except ValueError as e:
+        raise DemoError(str(e)) from None
+    if os.path.isfile(os.path.join(out, MARKER)):
+        return True
+    for name in RUNS:
+        run = os.path.join(out, name)
+        if finished_files(run):
+            raise DemoError(f"--out {out}: {run} holds a run the demo did not make (no {MARKER} in {out}), "
+                            f"and the demo replaces only its own runs: give another --out, or move {run} away")
+    data = os.path.join(out, "data")
+    foreign = [m for m in MANAGED if os.path.exists(os.path.join(data, m))]
+    if foreign and not os.path.isfile(os.path.join(data, DATA_MARKER)):
+        raise DemoError(f"--out {out}: {data} holds {', '.join(foreign)}, not made by tools.make_synthetic "
+                        f"(no {DATA_MARKER}): give another --out, or move that data away")
+    return False
 
 
 def make_data(py, data, seed):
@@ -84,6 +136,36 @@ def print_summary(out):
     return table
 
 
+def fusion_command(out):
+    """fusion.py's command line for the demo's fusion table: scores of each stream's model
+    chosen on the validation groups, not on test; the tables also go to OUT/fusion.json."""
+    return ["fusion.py", "--spatial", os.path.join(out, "spatial", "video_scores_best.pkl"),
+            "--motion", os.path.join(out, "motion", "video_scores_best.pkl"), "--normalize", "both",
+            "--json", os.path.join(out, "fusion.json")]
+
+
+def print_files(out, json_path=None):
+    """Where to look next: the runs, their curves and score files, the fusion output, and
+    the commands that redo the tables (the runs' own summaries scrolled away above)."""
+    print(f"\nThe demo's files, in {out}:")
+    print(f"  {os.path.join(out, 'data')}: the generated data set (synthetic.json describes it)")
+    for name in RUNS:
+        run = os.path.join(out, name)
+        print(f"  {run}: the {name} run (records train.csv, val.csv, test.csv; checkpoints; args.json)")
+        files = sorted(f for f in os.listdir(run) if f.endswith(".png")) if os.path.isdir(run) else []
+        for f in files:
+            print(f"    curves: {os.path.join(run, f)}")
+        for f, what in SCORE_FILES.items():
+            if os.path.isfile(os.path.join(run, f)):
+                print(f"    scores: {os.path.join(run, f)} ({what})")
+    print(f"  {os.path.join(out, 'fusion.json')}: the fusion tables above, as JSON")
+    if json_path:
+        print(f"  {json_path}: the table above ('what each stream learned'), as JSON")
+    print("Redo the fusion tables:  python " + " ".join(shlex.quote(c) for c in fusion_command(out)))
+    print("Per-epoch tables of both runs (--plots redraws the PNGs):  python -m tools.report "
+          + " ".join(shlex.quote(os.path.join(out, name)) for name in RUNS))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo", help="folder for the generated data and the runs")
@@ -96,22 +178,29 @@ def main(argv=None):
     data = os.path.join(out, "data")
     py = sys.executable
     try:
+        own = check_out(out, args.json)
+    except DemoError as e:
+        print(f"tools.demo: error: {e}", file=sys.stderr)
+        return 2
+    import utils
+    utils.save_json({"made_by": "tools.demo", "runs": list(RUNS)}, os.path.join(out, MARKER))
+    # --overwrite only where the marker was there before this demo: the runs are the demo's
+    # own (check_out refused any other finished run; a folder without one needs no --overwrite).
+    overwrite = ["--overwrite"] if own else []
+    try:
         make_data(py, data, args.seed)
         run = ["--data-root", data, "--epochs", str(args.epochs), "--workers", str(args.workers),
-               "--seed", str(args.seed), *COMMON]
-        # --overwrite: a second demo replaces the first one's runs (the demo's own folders).
-        sh([py, "spatial_cnn.py", *run, "--overwrite", "--out", os.path.join(out, "spatial")])
-        sh([py, "motion_cnn.py", *run, "--stack", "5", "--overwrite", "--out", os.path.join(out, "motion")])
-        # The scores of each stream's model chosen on the validation groups, not on test.
-        sh([py, "fusion.py", "--spatial", os.path.join(out, "spatial", "video_scores_best.pkl"),
-            "--motion", os.path.join(out, "motion", "video_scores_best.pkl"), "--normalize", "both"])
+               "--seed", str(args.seed), *COMMON, *overwrite]
+        sh([py, "spatial_cnn.py", *run, "--out", os.path.join(out, "spatial")])
+        sh([py, "motion_cnn.py", *run, "--stack", "5", "--out", os.path.join(out, "motion")])
+        sh([py, *fusion_command(out)])
     except subprocess.CalledProcessError as e:
         print(f"demo: a step failed (exit status {e.returncode}); see its message above", file=sys.stderr)
         return 1
     table = print_summary(out)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(table, f, indent=1)
+        utils.save_json(table, args.json)
+    print_files(out, args.json)
     return 0
 
 

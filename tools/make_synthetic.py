@@ -6,6 +6,7 @@
 import argparse
 import sys
 
+import utils
 from dataloader.synthetic import SYNTHETIC_DATASETS, generate
 from dataloader.synthetic_render import FLOW_TEXTURES
 
@@ -51,9 +52,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     options = {k: v for k, v in vars(args).items() if k != "out"}
     try:
+        # Before anything is generated: OUT below a file, or in a folder one cannot write.
+        utils.check_writable(args.out, "OUT", folder=True)
         generate(args.out, **options)
     except (ValueError, FileExistsError) as e:
-        parser.error(str(e))
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)  # one line: the usage says nothing about it
+        return 2
     return 0
 
 

@@ -12,7 +12,14 @@ original two-stream scripts' setup); on a local SSD with the frames in the page 
 README's performance section).
 
 Each pack is written to a temporary file and renamed when complete, so an interrupted run
-can be started again: packs that are complete and match the frame count are skipped.
+can be started again. A rerun skips the packs that are up to date and repacks the others:
+a pack is up to date when it is complete, holds as many frames as the folder has, and its
+frame files still have the total size and latest modification time recorded in the pack
+(dataloader/packed.py) -- so a frame fixed or replaced since is packed again. That costs a
+stat() per frame file, not a read. Packs written by older code carry no such record: they
+count as up to date when their frame count matches, as before (a frame replaced since is
+not noticed in them; --force repacks everything). Nor is a frame replaced by a file of the
+same total size and modification time (say cp -p of an equally large file).
 A video with a missing or unreadable frame file is reported and not packed (exit status 1).
 """
 import argparse
@@ -22,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm import tqdm
 
+import utils
 from dataloader.layout import PACKED_DIR, FrameDirs, open_layout
 from dataloader.packed import SOURCES, SUFFIX, PackError, PackFile, write_pack
 
@@ -30,38 +38,58 @@ class EmptyVideo(ValueError):
     """A video folder without a single frame: nothing to pack, which is not success."""
 
 
-def is_packed(path, n):
-    """Whether `path` is a complete pack of n frames."""
+class WriteFailed(OSError):
+    """A pack that could not be written (--out, not the frames, is the problem)."""
+
+
+def sources_record(paths):
+    """(total bytes, latest st_mtime_ns) of the frame files: what a pack records of them."""
+    stats = [os.stat(path) for path in paths]
+    return sum(st.st_size for st in stats), max(st.st_mtime_ns for st in stats)
+
+
+def pack_state(path, n, record):
+    """'fresh' (up to date: see the module docstring), 'changed' (a complete pack of other
+    frames) or 'missing' (no pack, or one cut short or damaged)."""
     try:
         pack = PackFile(path)
     except (OSError, PackError):
-        return False
+        return "missing"
     try:
-        return len(pack) == n
+        same = len(pack) == n and pack.source in (None, record)  # None: older code's pack, count only
+        return "fresh" if same else "changed"
     finally:
         pack.close()
 
 
-def pack_video(layout, video, modality, out):
-    """Write the packs of one video and modality. Returns (packs written, packs up to date)."""
+def pack_video(layout, video, modality, out, force=False):
+    """Write the packs of one video and modality that are not up to date (force: all).
+    Returns (packs written, packs up to date, packs written because their frames changed)."""
     n = layout.num_frames(video, modality)  # flow: u and v packs both hold min(u, v) frames
     if n == 0:
         raise EmptyVideo(f"no {modality} frames in its folder")
     paths_of = layout.frame_paths(video, modality)
-    written = fresh = 0
+    written = fresh = changed = 0
     for k, source in enumerate(SOURCES[modality]):
         dst = os.path.join(out, source, video + SUFFIX)
-        if is_packed(dst, n):
+        paths = [p[k] if isinstance(p, tuple) else p for p in map(paths_of, range(n))]
+        # Recorded before the frames are read: a frame changed while being packed then
+        # shows as changed on the next run, never the other way round.
+        record = sources_record(paths)
+        state = "missing" if force else pack_state(dst, n, record)
+        if state == "fresh":
             fresh += 1
             continue
         frames = []
-        for i in range(n):
-            path = paths_of(i)
-            with open(path[k] if isinstance(path, tuple) else path, "rb") as f:
+        for path in paths:
+            with open(path, "rb") as f:
                 frames.append(f.read())
-        write_pack(dst, frames)
-        written += 1
-    return written, fresh
+        try:
+            write_pack(dst, frames, record)
+        except OSError as e:
+            raise WriteFailed(f"cannot write {dst}: {e.strerror or e}") from None
+        written, changed = written + 1, changed + (state == "changed")
+    return written, fresh, changed
 
 
 def build_parser():
@@ -76,6 +104,8 @@ def build_parser():
     p.add_argument("--modality", nargs="+", choices=("rgb", "flow"), default=["rgb", "flow"],
                    help="which frames to pack")
     p.add_argument("--workers", type=int, default=8, help="videos packed at the same time (threads: disk-bound)")
+    p.add_argument("--force", action="store_true",
+                   help="repack every video, also those whose packs are up to date")
     return p
 
 
@@ -86,8 +116,8 @@ def main(argv=None):
         return 2
     out = args.out or os.path.join(args.data_root, PACKED_DIR)
     try:
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise ValueError(f"--out {out}: is a file; expected a folder for the packs")
+        # Before any video is read: --out below a file, a file, or a folder one cannot write.
+        utils.check_writable(out, "--out", folder=True)
         layout = open_layout(args.layout, args.data_root, FrameDirs(args.rgb_dir, args.flow_dir, args.frames_dir),
                              allow_packed=False)
         jobs = [(v, m) for m in args.modality for v in layout.videos(m)]
@@ -99,23 +129,29 @@ def main(argv=None):
         return 2
     # The folders appear with their first pack (utils.atomic_write): a run that packs nothing
     # leaves no empty packed/ behind, which --layout auto would otherwise prefer to the frames.
-    written = fresh = 0
-    failed = []
+    written = fresh = changed = 0
+    failed, unwritable = [], []
     with ThreadPoolExecutor(args.workers) as pool, tqdm(total=len(jobs), unit="video", dynamic_ncols=True) as bar:
-        futures = {pool.submit(pack_video, layout, v, m, out): (v, m) for v, m in jobs}
+        futures = {pool.submit(pack_video, layout, v, m, out, args.force): (v, m) for v, m in jobs}
         for future in futures:  # in submission order; the pool runs ahead
             try:
-                w, f = future.result()
-                written, fresh = written + w, fresh + f
+                w, f, c = future.result()
+                written, fresh, changed = written + w, fresh + f, changed + c
             except (OSError, EmptyVideo) as e:
                 failed.append(f"{futures[future][0]} ({futures[future][1]}): {e}")
+                unwritable += [e] if isinstance(e, WriteFailed) else []
             bar.update()
-    print(f"{out}: {written} packs written, {fresh} already complete, {len(failed)} videos failed", file=sys.stderr)
+    print(f"{out}: {written} packs written, {fresh} already complete, {len(failed)} videos failed"
+          + (f"; {changed} of the written replace packs whose frame files changed" if changed else ""),
+          file=sys.stderr)
     for line in failed:
         print(f"  not packed: {line}", file=sys.stderr)
     if not written and not fresh:
-        print(f"error: nothing packed: none of the {len(jobs)} video folders under --data-root {args.data_root} "
-              "holds a readable frame", file=sys.stderr)
+        if unwritable:
+            print(f"error: nothing packed: --out {out} cannot be written ({unwritable[0]})", file=sys.stderr)
+        else:
+            print(f"error: nothing packed: none of the {len(jobs)} video folders under --data-root "
+                  f"{args.data_root} holds a readable frame", file=sys.stderr)
         return 2
     return 1 if failed else 0
 

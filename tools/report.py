@@ -18,7 +18,7 @@ import argparse
 import sys
 
 import utils
-from engine.plots import plot_run
+from engine.plots import picture_paths, plot_run
 from engine.records import RecordError, load_run
 from engine.tables import build_report
 
@@ -38,28 +38,56 @@ def build_parser():
     return p
 
 
+def check_outputs(args):
+    """Fail before anything is printed or written where --output or --picture-dir cannot be
+    written (ValueError naming the option, the path and why)."""
+    if args.output:
+        utils.check_writable(args.output, "--output", folder=False)
+    if args.plots and args.picture_dir:
+        utils.check_writable(args.picture_dir, "--picture-dir", folder=True)
+
+
+def check_pictures(runs):
+    """--plots draws into each run folder: fail before the report where a PNG cannot be written
+    there (a folder in its place, a run folder one cannot write to)."""
+    for run in runs:
+        for path in picture_paths(run):
+            try:
+                utils.check_writable(path, None, folder=False)
+            except ValueError as e:
+                raise ValueError(f"--plots draws the PNGs into each run folder, and cannot: {e}; leave out "
+                                 "--plots, or copy the run to a folder you can write and report that") from None
+
+
 def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2), already printed by argparse
         return e.code if isinstance(e.code, int) else 2
     try:
+        check_outputs(args)
         runs = []
         for d in args.runs:
             runs.append(load_run(d))
             for warning in runs[-1].warnings:  # malformed lines: left out of the tables
                 print(f"{PROG}: warning: {warning}", file=sys.stderr)
+        if args.plots:
+            check_pictures(runs)
         text = build_report(runs, epochs=not args.summary_only)
     except (RecordError, ValueError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     print(text, end="")
-    if args.output:
-        utils.atomic_write(args.output, lambda f: f.write(text), mode="w")
-    if args.plots:
-        for run in runs:
-            for path in plot_run(run.path, args.picture_dir, force=True):
-                print(f"wrote {path}")
+    try:  # checked above; what can still fail here is the disk (full, gone)
+        if args.output:
+            utils.save_text(text, args.output)
+        if args.plots:
+            for run in runs:
+                for path in plot_run(run.path, args.picture_dir, force=True):
+                    print(f"wrote {path}")
+    except OSError as e:
+        print(f"{PROG}: error: could not write {e.filename or args.output}: {e.strerror or e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -28,6 +28,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 
+import utils
 from engine.records import BEST_SCORES, VAL_SCORES
 from tools.study_jobs import DONE, finished, run_jobs
 from tools.study_report import fusion_argv, fusion_inputs, run_fusion, run_report
@@ -170,6 +171,18 @@ def validate(jobs, parsers, data_root):
             raise StudyError(f"{job.name}: {e}") from None
 
 
+def check_out(args):
+    """Fail before the first run (and in a dry run too) where STUDY_DIR or a run's folder in it
+    cannot be made or written: below a file, a file in its place, no permission."""
+    try:
+        utils.check_writable(args.out, "--out", folder=True)
+        for stream in args.streams:
+            for consensus in args.consensus:
+                utils.check_writable(os.path.join(args.out, f"{stream}_{consensus}"), "--out", folder=True)
+    except ValueError as e:
+        raise StudyError(str(e)) from None
+
+
 # ---------------------------------------------------------------- main
 def print_plan(jobs, data_root, commands):
     for job in jobs:
@@ -196,6 +209,7 @@ def dry_run(jobs, args):
 def study(args, passthrough):
     if args.jobs < 1:
         raise StudyError("--jobs must be at least 1")
+    check_out(args)
     parsers = stream_parsers()
     jobs = plan(args, route(passthrough, parsers))
     validate(jobs, parsers, args.data_root)
