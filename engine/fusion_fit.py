@@ -214,7 +214,8 @@ def checkpoint_warnings(record, path, checkpoints):
     classes = record.get("classes")
     for stream, (ckpt, ck_classes, _) in checkpoints.items():
         if classes is not None and list(classes) != list(ck_classes):
-            i = next((i for i, (x, y) in enumerate(zip(classes, ck_classes)) if x != y), min(len(classes), len(ck_classes)))
+            i = next((i for i, (x, y) in enumerate(zip(classes, ck_classes)) if x != y),
+                     min(len(classes), len(ck_classes)))
             raise FusionError(f"--fusion {path}: fitted on score files of other classes than --{stream} {ckpt} "
                               f"({len(classes)} vs {len(ck_classes)} classes, first difference at class {i + 1}); "
                               "fit the weights on these checkpoints' validation scores")
@@ -222,7 +223,7 @@ def checkpoint_warnings(record, path, checkpoints):
     for stream, (ckpt, _, epoch) in checkpoints.items():
         info = (record.get("streams") or {}).get(stream) or {}
         val = info.get("validation")
-        if val and os.path.dirname(os.path.abspath(ckpt)) != os.path.dirname(val):
+        if isinstance(val, str) and os.path.dirname(os.path.abspath(ckpt)) != os.path.dirname(val):
             out.append(f"--fusion {path}: its weight was fitted on {val}, not on the validation scores of the run "
                        f"of --{stream} {ckpt}: a weight fitted for other models")
         elif info.get("epoch") is not None and epoch is not None and info["epoch"] != epoch:
