@@ -121,9 +121,9 @@ def fusion_table(S, T, labels, rows, normalize="none"):
     C <= 5 (it is 100 by definition)."""
     if normalize == "softmax":
         S, T = softmax(S), softmax(T)
-    keep = TOPK_METRICS if top5_meaningful(S.shape[1]) else (1,)
-    return {name: {k: v for k, v in utils.video_metrics(fn(S, T), labels, TOPK_METRICS).items()
-                   if k != "top5" or 5 in keep} for name, fn in rows.items()}
+    top5 = top5_meaningful(S.shape[1])
+    return {name: {k: v for k, v in utils.video_metrics(fn(S, T), labels, TOPK_METRICS).items() if top5 or k != "top5"}
+            for name, fn in rows.items()}
 
 
 def pair_names(pairs, names=None):
