@@ -11,11 +11,15 @@ frames sees.
 """
 import cv2
 
-from dataloader.flow import compute_flow, quantize_flow
+from dataloader.flow import compute_flow_batch, quantize_flow
 from dataloader.layout import FrameLayout
 from dataloader.sampling import stack_indices
 
 DEFAULT_SIZE = (340, 256)  # width, height of extracted frames (prepare_data's default)
+# Pairs per call of the torch flow backend: one progress step each, and enough to keep a GPU
+# busy (dataloader/tvl1.py splits a call further where memory requires: 17.4 MB a pair at
+# 340x256, 0.6 GB for 32); a video's test positions need up to a few hundred pairs.
+TORCH_CHUNK = 32
 JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95]  # cv2.imwrite's default, what prepare_data writes
 
 
@@ -43,13 +47,15 @@ def _open(path):
     return cap
 
 
-def count_frames(path):
+def count_frames(path, progress=None):
     """The number of frames OpenCV decodes (prepare_data's count; the container's frame-count
-    field is only an estimate for some formats)."""
+    field is only an estimate for some formats); `progress(1)` per frame."""
     cap, n = _open(path), 0
     try:
         while cap.read()[0]:
             n += 1
+            if progress:
+                progress(1)
     finally:
         cap.release()
     if n == 0:
@@ -132,9 +138,12 @@ def encode_rgb(frames):
     return {i: encode_jpeg(f) for i, f in frames.items()}
 
 
-def encode_flow(frames, indices, method, progress=None):
+def encode_flow(frames, indices, method, progress=None, backend="opencv", device="cpu"):
     """Flow frame i = the flow from frame i to i + 1 (as prepare_data numbers them), for each
-    i in `indices`, quantised and JPEG-encoded: ({i: u bytes}, {i: v bytes})."""
+    i in `indices`, quantised and JPEG-encoded: ({i: u bytes}, {i: v bytes}). backend
+    "opencv": compute_flow pair by pair (what prepare_data ran); "torch": the TV-L1 of
+    dataloader/tvl1.py on `device`, TORCH_CHUNK pairs per compute_flow_batch call.
+    `progress(n)` is called after every n pairs."""
     u, v, gray = {}, {}, {}
 
     def g(i):
@@ -142,12 +151,16 @@ def encode_flow(frames, indices, method, progress=None):
             gray[i] = cv2.cvtColor(frames[i], cv2.COLOR_BGR2GRAY)
         return gray[i]
 
-    for i in sorted(indices):
-        flow = compute_flow(g(i), g(i + 1), method)
-        u[i] = encode_jpeg(quantize_flow(flow[..., 0]))
-        v[i] = encode_jpeg(quantize_flow(flow[..., 1]))
+    order, step = sorted(indices), (TORCH_CHUNK if backend == "torch" else 1)
+    for k in range(0, len(order), step):
+        chunk = order[k:k + step]
+        flows = compute_flow_batch([g(i) for i in chunk], [g(i + 1) for i in chunk], method, backend,
+                                   device if backend == "torch" else "cpu")
+        for i, flow in zip(chunk, flows):
+            u[i] = encode_jpeg(quantize_flow(flow[..., 0]))
+            v[i] = encode_jpeg(quantize_flow(flow[..., 1]))
         if progress:
-            progress(1)
+            progress(len(chunk))
     return u, v
 
 

@@ -2,9 +2,13 @@
 
 The strategies are plain numpy functions on (V, C) score matrices; their formulas are in
 docs/method.md ("Fusing the two streams"). The spatial:motion weight can be fitted honestly
-on validation scores (fit_fusion_weight): the test scores report it, never choose it.
-`fuse_score_files` reads pairs of score files (engine/scores.py) and returns the tables that
-fusion.py prints and tools.study writes. Nothing here prints.
+on validation scores (engine/fusion_fit.py, re-exported here): the test scores report it,
+never choose it. `fuse_score_files` reads pairs of score files (engine/scores.py) and returns
+the tables that fusion.py prints and tools.study writes. Nothing here prints.
+
+With 5 classes or fewer every video is in its top 5, so a pair's top-5 is 100 by definition:
+its tables and JSON leave top-5 out. var[top K] with K >= the class count is var itself, so
+that row is left out too; a header line says what was left out and why.
 """
 import argparse
 import math
@@ -15,6 +19,9 @@ from functools import partial
 import numpy as np
 
 import utils
+from engine.fusion_fit import (FIT_GRID, best_weight, fit_fusion_weight, fit_pair, fitted_name,  # noqa: F401
+                               fuse_weighted, softmax, validation_top1)
+from engine.records import top5_meaningful
 from engine.scores import FusionError, align, load_scores, swapped_warnings, validation_pair
 
 NORMALISATIONS = ("none", "softmax")
@@ -24,23 +31,12 @@ TOPK_METRICS = (1, 5)
 
 # ---------------------------------------------------------------- fusion (pure numpy)
 # S = spatial scores, T = motion scores, both (V, C): V videos, C classes.
-def softmax(x):
-    """Per-video softmax of (V, C) scores."""
-    e = np.exp(x - x.max(axis=1, keepdims=True))  # shift by the max so exp cannot overflow
-    return e / e.sum(axis=1, keepdims=True)  # (V, C)
-
-
 def fuse_average(S, T):
     return (S + T) / 2  # (V, C)
 
 
 def fuse_max(S, T):
     return np.maximum(S, T)  # (V, C)
-
-
-def fuse_weighted(S, T, a, b):
-    """(a*S + b*T) / (a + b); a is the spatial weight."""
-    return (a * S + b * T) / (a + b)  # (V, C)
 
 
 def _variance_weighted(S, T, vS, vT):
@@ -100,41 +96,6 @@ def parse_weights(text):
     return a, b
 
 
-# ---------------------------------------------------------------- weights fitted on validation
-# Spatial:motion ratios a:b with a, b in {1, 1.5, 2, 3}, one of them 1: from 1:3 to 3:1.
-FIT_GRID = ((1, 1), (1.5, 1), (1, 1.5), (2, 1), (1, 2), (3, 1), (1, 3))
-
-
-def fitted_name(a, b):
-    return f"weighted (val) {a:g}:{b:g}"
-
-
-def _distance_from_even(w):
-    return abs(math.log(w[0] / w[1]))
-
-
-def validation_top1(S_val, T_val, labels, grid=FIT_GRID, normalize="none"):
-    """{(a, b): top-1 (%) of `weighted a:b` on the validation scores}, for each ratio of `grid`."""
-    if any(not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0) for a, b in grid):
-        raise ValueError(f"fusion weights must be positive numbers, got {list(grid)}")
-    if normalize == "softmax":
-        S_val, T_val = softmax(S_val), softmax(T_val)
-    return {(a, b): float((fuse_weighted(S_val, T_val, a, b).argmax(axis=1) == labels).mean() * 100)
-            for a, b in grid}
-
-
-def fit_fusion_weight(S_val, T_val, labels, grid=FIT_GRID, normalize="none"):
-    """The spatial:motion weight (a, b) of `grid` whose weighted fusion has the highest top-1
-    on the validation scores S_val, T_val (V, C) with (V,) labels. Ties go to the ratio
-    closest to 1:1 (smallest |log(a/b)|), then to the one listed first in `grid`."""
-    return best_weight(validation_top1(S_val, T_val, labels, grid, normalize))
-
-
-def best_weight(top1):
-    """The (a, b) of {(a, b): validation top-1} with the highest top-1; ties as fit_fusion_weight."""
-    return max(sorted(top1, key=_distance_from_even), key=top1.get)  # sorted and max keep the first of equals
-
-
 # ---------------------------------------------------------------- tables
 def table_rows(topk=DEFAULT_TOPK, weights=()):
     """{row name: fn(S, T) -> (V, C)}: streams, STRATEGIES with var[top `topk`], then the
@@ -149,11 +110,20 @@ def table_rows(topk=DEFAULT_TOPK, weights=()):
     return rows
 
 
+def pair_rows(rows, num_classes, topk=DEFAULT_TOPK):
+    """`rows` for a pair of `num_classes` classes: var[top K] left out where K >= the class
+    count (its top K is then the whole vector: the row would repeat var)."""
+    return {name: fn for name, fn in rows.items() if not (name == f"var[top {topk}]" and topk >= num_classes)}
+
+
 def fusion_table(S, T, labels, rows, normalize="none"):
-    """{row name: metrics} for aligned (V, C) scores S, T and (V,) labels."""
+    """{row name: metrics} for aligned (V, C) scores S, T and (V,) labels; no top-5 where
+    C <= 5 (it is 100 by definition)."""
     if normalize == "softmax":
         S, T = softmax(S), softmax(T)
-    return {name: utils.video_metrics(fn(S, T), labels, TOPK_METRICS) for name, fn in rows.items()}
+    top5 = top5_meaningful(S.shape[1])
+    return {name: {k: v for k, v in utils.video_metrics(fn(S, T), labels, TOPK_METRICS).items() if top5 or k != "top5"}
+            for name, fn in rows.items()}
 
 
 def pair_names(pairs, names=None):
@@ -176,17 +146,20 @@ def pair_names(pairs, names=None):
 
 
 def format_markdown(results, rows):
-    """results: {pair name: {row: metrics}} -> Markdown table, one top1/top5 group per pair."""
+    """results: {pair name: {row: metrics}} -> Markdown table, one top1/top5 group per pair
+    (top1 only for a pair without top-5)."""
     pairs = list(results)
-    head = ["strategy"] + [f"{utils.md_cell(p)} {m}" for p in pairs for m in ("top1", "top5")]
+    # a pair of 5 classes or fewer has no top5 column (fusion_table left it out)
+    cols = {p: [m for m in ("top1", "top5") if all(m in v for v in results[p].values())] for p in pairs}
+    head = ["strategy"] + [f"{utils.md_cell(p)} {m}" for p in pairs for m in cols[p]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
     for row in rows:  # a row fitted for some pairs only has '-' in the others
-        cells = [f"{results[p][row][m]:.2f}" if row in results[p] else "-" for p in pairs for m in ("top1", "top5")]
+        cells = [f"{results[p][row][m]:.2f}" if row in results[p] else "-" for p in pairs for m in cols[p]]
         lines.append("| " + " | ".join([utils.md_cell(row)] + cells) + " |")
     return "\n".join(lines)
 
 
-def header_lines(pairs, names):
+def header_lines(pairs, names, topk=DEFAULT_TOPK):
     lines = []
     for name, p in zip(names, pairs):
         line = (f"{name}: spatial {p.spatial.path} + motion {p.motion.path}: "
@@ -195,14 +168,18 @@ def header_lines(pairs, names):
             line += (f" (--intersect dropped {sum(p.dropped)} videos: {p.dropped[0]} only in the "
                      f"spatial file, {p.dropped[1]} only in the motion file)")
         lines.append(line)
+        left_out = ([] if top5_meaningful(p.S.shape[1]) else ["top-5 (every video is in its top 5)"]) + (
+            [f"var[top {topk}] (with K >= the class count it is var)"] if topk >= p.S.shape[1] else [])
+        if left_out:
+            lines.append(f"{name}: {p.S.shape[1]} classes, not shown: {'; '.join(left_out)}")
     return lines
 
 
-def _fit_header(name, val, fits, top1s):
-    per_norm = ", ".join(f"{'raw' if norm == 'none' else norm} {fits[norm][0]:g}:{fits[norm][1]:g} "
-                         f"(val top-1 {top1s[norm]:.2f})" for norm in fits)
-    return (f"{name}: spatial:motion weight fitted on validation ({val.spatial.path} + {val.motion.path}, "
-            f"{len(val.videos)} videos): {per_norm}")
+def _fit_header(name, fit):
+    per_norm = ", ".join(f"{'raw' if norm == 'none' else norm} {a:g}:{b:g} (val top-1 {fit.top1[norm][(a, b)]:.2f})"
+                         for norm, (a, b) in fit.weights.items())
+    return (f"{name}: spatial:motion weight fitted on validation ({fit.val.spatial.path} + {fit.val.motion.path}, "
+            f"{len(fit.val.videos)} videos): {per_norm}")
 
 
 # ---------------------------------------------------------------- score files -> tables
@@ -213,6 +190,7 @@ class FusionResult:
     tables: dict   # {normalisation: {pair name: {strategy: {top1, top5, mean_class_acc}}}}
     fits: dict = field(default_factory=dict)  # {normalisation: {pair name: (a, b) fitted on validation}}
     warnings: list = field(default_factory=list)  # e.g. a file passed as the other stream; fused all the same
+    fitted: dict = field(default_factory=dict)  # {pair name: engine.fusion_fit.Fit}, what --save-weights saves
 
     def markdown(self):
         """The header lines, then one Markdown table per normalisation; a fitted row
@@ -220,7 +198,8 @@ class FusionResult:
         out = list(self.header)
         for norm, results in self.tables.items():
             label = "none (raw scores)" if norm == "none" else "softmax (per video, per stream)"
-            rows = list(dict.fromkeys([*self.rows, *(r for table in results.values() for r in table)]))
+            rows = [r for r in dict.fromkeys([*self.rows, *(r for table in results.values() for r in table)])
+                    if any(r in table for table in results.values())]  # var[top K] may be left out everywhere
             out += ["", f"normalisation: {label}", "", format_markdown(results, rows)]
         return "\n".join(out)
 
@@ -229,6 +208,14 @@ class FusionResult:
         both = len(self.tables) > 1
         return {f"{n} [{norm}]" if both else n: table
                 for norm, results in self.tables.items() for n, table in results.items()}
+
+
+def write_report(result, path):
+    """fusion.py --json: result.report(), atomically; FusionError when it cannot be written."""
+    try:
+        utils.save_json(result.report(), path)
+    except OSError as e:
+        raise FusionError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def fuse_score_files(spatial, motion, names=None, weights=(), topk=DEFAULT_TOPK, normalize="none",
@@ -260,22 +247,24 @@ def fuse_score_files(spatial, motion, names=None, weights=(), topk=DEFAULT_TOPK,
     warnings = swapped_warnings(pairs)
     rows = table_rows(topk, weights)
     norms = NORMALISATIONS if normalize == "both" else (normalize,)
-    tables = {norm: {n: fusion_table(p.S, p.T, p.labels, rows, norm) for n, p in zip(names, pairs)}
-              for norm in norms}
-    header, fits = header_lines(pairs, names), {norm: {} for norm in norms}
+    tables = {norm: {n: fusion_table(p.S, p.T, p.labels, pair_rows(rows, p.S.shape[1], topk), norm)
+                     for n, p in zip(names, pairs)} for norm in norms}
+    header, fits, fitted = header_lines(pairs, names, topk), {norm: {} for norm in norms}, {}
     try:
         for name, pair, (val_s, val_m) in zip(names, pairs, fit_on or []):
             val = validation_pair(pair, load(val_s), load(val_m), intersect)
-            top1s = {}
-            for norm in norms:  # fitted on validation only; the test scores are used to report it, never to choose
-                grid_top1 = validation_top1(val.S, val.T, val.labels, fit_grid, norm)
-                a, b = fits[norm][name] = best_weight(grid_top1)
-                top1s[norm] = grid_top1[(a, b)]
+            # fitted on validation only; the test scores are used to report it, never to choose
+            fitted[name], found = fit_pair(name, pair, val, norms, fit_grid)
+            fit = fitted[name]
+            warnings += found
+            for norm, (a, b) in fit.weights.items():
+                fits[norm][name] = (a, b)
                 row = {fitted_name(a, b): partial(fuse_weighted, a=a, b=b)}
                 metrics = fusion_table(pair.S, pair.T, pair.labels, row, norm)[fitted_name(a, b)]
-                tables[norm][name][fitted_name(a, b)] = metrics | {"weights": [a, b], "val_top1": top1s[norm]}
-            header.append(_fit_header(name, val, {norm: fits[norm][name] for norm in norms}, top1s))
+                fit.test_top1[norm] = metrics["top1"]
+                tables[norm][name][fitted_name(a, b)] = metrics | {"weights": [a, b], "val_top1": fit.top1[norm][(a, b)]}
+            header.append(_fit_header(name, fit))
     except FusionError as e:
         e.warnings = warnings
         raise
-    return FusionResult(header, list(rows), tables, fits if fit_on is not None else {}, warnings)
+    return FusionResult(header, list(rows), tables, fits if fit_on is not None else {}, warnings, fitted)

@@ -7,16 +7,21 @@ TV-L1 at 340x256 when nothing says). `predict_video` decodes the video, resizes 
 only the frames the test positions read, computes flow only for the frame pairs they read,
 and scores them with the same dataset, transforms and evaluation loop as training-time
 evaluation (dataloader/video.py keeps the frames as the JPEGs prepare_data would write), so
-a video gets the score its extracted frames would get. `fuse` combines the streams like
-fusion.py's weighted strategy.
+a video gets the score its extracted frames would get. The flow is OpenCV's, as prepare_data
+computes it, or on a GPU the torch TV-L1 of dataloader/tvl1.py (`choose_flow_backend`), which
+follows it closely. `fuse` combines the streams like fusion.py's weighted strategy, with the
+weight fitted on validation scores where fusion.py saved one (`fitting_hint` says how).
 """
 import json
 import os
+import shlex
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
+
+import utils
 
 from dataloader.datasets import ClipDataset
 from dataloader.flow import DEFAULT_FLOW, FLOW_METHODS
@@ -26,6 +31,7 @@ from dataloader.video import (DEFAULT_SIZE, MemoryLayout, VideoError, count_fram
                               encode_rgb, needed_frames)
 from engine import fusion
 from engine.checkpoint import CheckpointError, checkpoint_arch, load_stream_checkpoint, read_prepare_info
+from engine.records import BEST_SCORES, VAL_SCORES
 from engine.loop import LoopConfig, evaluate
 from engine.runtime import default_amp
 from engine.streams import STREAMS, in_channels
@@ -48,6 +54,8 @@ class StreamModel:
     flow: str | None           # flow method (motion stream)
     source: str                # where size and flow came from
     arch: str                  # the backbone (network/backbones.py)
+    epoch: int | None = None   # the checkpoint's epoch
+    warnings: list = field(default_factory=list)  # where the command line departs from the training data
 
     @property
     def modality(self):
@@ -100,6 +108,7 @@ def load_stream(path, device, expect=None, flow=None, size=None):
     except RuntimeError as e:
         raise CheckpointError(f"{path}: the weights do not fit the model ({str(e).splitlines()[0]})") from None
     info, source = find_data_info(ckpt, path)
+    warnings = trained_on_warnings(path, name, info, source, flow, size)
     if size or flow:
         source += " and the command line"
     method = (flow or info.get("flow", DEFAULT_FLOW)) if STREAMS[name].modality == "flow" else None
@@ -108,7 +117,23 @@ def load_stream(path, device, expect=None, flow=None, size=None):
                               f"({', '.join(FLOW_METHODS)}); pass --flow")
     size = tuple(size or (int(info.get("width", DEFAULT_SIZE[0])), int(info.get("height", DEFAULT_SIZE[1]))))
     return StreamModel(name, path, model, list(ckpt["classes"]), stack, int(a.get("crop_size", 224)),
-                       int(a.get("test_frames", 19)), int(a.get("test_crops", 1)), size, method, source, arch)
+                       int(a.get("test_frames", 19)), int(a.get("test_crops", 1)), size, method, source, arch,
+                       ckpt.get("epoch"), warnings)
+
+
+def trained_on_warnings(path, name, info, source, flow=None, size=None):
+    """One line for each --flow / --size that departs from what the checkpoint's data record
+    (nothing is said where nothing is recorded: the defaults are a guess either way)."""
+    out = []
+    recorded = info.get("flow")
+    if flow and recorded and STREAMS[name].modality == "flow" and flow != recorded:
+        out.append(f"{path} was trained on {recorded} flow ({source}), but --flow {flow} computes {flow} flow: "
+                   f"its scores on other flow may be off; drop --flow to use {recorded}")
+    if size and "width" in info and "height" in info and tuple(size) != (int(info["width"]), int(info["height"])):
+        out.append(f"{path} was trained on {info['width']}x{info['height']} frames ({source}), but --size "
+                   f"{size[0]}x{size[1]} resizes to other ones: its scores may be off; drop --size to use "
+                   f"{info['width']}x{info['height']}")
+    return out
 
 
 def check_same_classes(streams):
@@ -156,37 +181,85 @@ def stream_scores(stream, layout, video, device):
     return evaluate(stream.model, dataset, device, cfg).scores[0]
 
 
-def predict_video(path, streams, device, progress=True):
+def _bar(desc, unit, total, enabled):
+    """One phase's progress (utils.progress): a bar on a terminal, gone when the phase ends (the
+    prediction follows); whole lines in a log or pipe, the closing one kept with the phase's total."""
+    tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    return utils.progress(total=total, desc=desc, unit=unit, disable=not enabled, leave=not tty)
+
+
+def predict_video(path, streams, device, progress=True, flow_backend="opencv"):
     """Score one video file with each stream. Raises VideoError for a file that is not a
-    readable video or too short, DataError when its frames are smaller than a crop."""
+    readable video or too short, DataError when its frames are smaller than a crop. Progress
+    per phase: decoding (frames: the counting pass, then the frames the positions read), flow
+    (pairs; `flow_backend` as encode_flow's, on `device`) and scoring (streams)."""
+    if os.path.isdir(path):
+        raise VideoError("is a folder; expected a video file (give the videos in it, e.g. FOLDER/*.mp4)")
     if not os.path.isfile(path):
         raise VideoError("no such file")
-    n = count_frames(path)
-    plans = {s.name: _plan(s, n) for s in streams}
-    wanted = {}
-    for s in streams:
-        wanted.setdefault(s.size, set()).update(plans[s.name][0])
-    pairs = sum(len(p[1]) for p in plans.values() if p[1] is not None)
-    video = os.path.basename(path)
-    with tqdm(total=max(max(ix) for ix in wanted.values()) + 1 + pairs, unit="frame", desc=video,
-              disable=not progress, dynamic_ncols=True, leave=False) as bar:
-        try:
-            frames = decode_video(path, wanted, bar.update)
-            layouts = {}
+    video, layouts = os.path.basename(path), {}
+    try:
+        with _bar(f"{video} decode", "frame", None, progress) as bar:
+            n = count_frames(path, bar.update)
+            plans = {s.name: _plan(s, n) for s in streams}
+            wanted = {}
             for s in streams:
+                wanted.setdefault(s.size, set()).update(plans[s.name][0])
+            bar.total = n + max(max(ix) for ix in wanted.values()) + 1  # known once counted
+            frames = decode_video(path, wanted, bar.update)
+        for s in streams:
+            if s.modality == "rgb":
                 own = frames[s.size]
-                if s.modality == "rgb":
-                    layouts[s.name] = MemoryLayout(video, n, rgb=encode_rgb({i: own[i] for i in plans[s.name][0]}))
-                else:
-                    u, v = encode_flow(own, plans[s.name][1], s.flow, bar.update)
+                layouts[s.name] = MemoryLayout(video, n, rgb=encode_rgb({i: own[i] for i in plans[s.name][0]}))
+        pairs = sum(len(p[1]) for p in plans.values() if p[1] is not None)
+        with _bar(f"{video} flow", "pair", pairs, progress and pairs > 0) as bar:
+            for s in streams:
+                if s.modality == "flow":
+                    u, v = encode_flow(frames[s.size], plans[s.name][1], s.flow, bar.update, flow_backend, device)
                     layouts[s.name] = MemoryLayout(video, n, u=u, v=v)
-        except Exception as e:
-            if isinstance(e, VideoError) or type(e).__module__ != "cv2":
-                raise
-            raise VideoError(f"OpenCV failed on it ({str(e).strip().splitlines()[-1]})") from None
-    scores = {s.name: stream_scores(s, layouts[s.name], video, device) for s in streams}
+    except Exception as e:
+        if isinstance(e, VideoError) or type(e).__module__ != "cv2":
+            raise
+        raise VideoError(f"OpenCV failed on it ({str(e).strip().splitlines()[-1]})") from None
+    scores = {}
+    with _bar(f"{video} score", "stream", len(streams), progress) as bar:
+        for s in streams:
+            scores[s.name] = stream_scores(s, layouts[s.name], video, device)
+            bar.update(1)
     warnings = [w for p in plans.values() for w in p[2]]
     return VideoPrediction(path, n, scores, warnings)
+
+
+def choose_flow_backend(choice, device, streams):
+    """(backend, the line that says so) of the motion stream's flow: --flow-backend auto is the
+    torch TV-L1 on a CUDA device and OpenCV (what tools.prepare_data ran) otherwise. ValueError
+    where the torch backend cannot compute the stream's flow."""
+    motion = next((s for s in streams if s.modality == "flow"), None)
+    if motion is None:
+        return "opencv", None
+    backend = choice if choice != "auto" else ("torch" if device.type == "cuda" and motion.flow == "tvl1" else "opencv")
+    if backend == "opencv":
+        return backend, (f"flow: {motion.flow} by OpenCV on the CPU (--flow-backend {choice}), as "
+                         "tools.prepare_data computes it")
+    if motion.flow != "tvl1":
+        raise ValueError(f"--flow-backend torch computes TV-L1 only, but {motion.path} takes {motion.flow} flow; "
+                         "use --flow-backend opencv (or auto)")
+    return backend, (f"flow: tvl1 by the torch backend on {device} (--flow-backend {choice}; dataloader/tvl1.py "
+                     "follows OpenCV's TV-L1, which tools.prepare_data runs, to about 0.03 px: docs/flow.md)")
+
+
+def fitting_hint(streams):
+    """Where validation scores lie beside both checkpoints, the commands that fit the fusion
+    weight on them and predict with it; None otherwise."""
+    folders = {s.name: os.path.dirname(s.path) for s in streams}
+    val = {k: os.path.join(d, VAL_SCORES) for k, d in folders.items()}
+    if set(val) != {"spatial", "motion"} or not all(os.path.isfile(p) for p in val.values()):
+        return None
+    test = {k: os.path.join(d, BEST_SCORES) for k, d in folders.items()}  # fusion.py reports the weight on them
+    cmd = shlex.join(["python", "fusion.py", "--spatial", test["spatial"], "--motion", test["motion"],
+                      "--fit-weights-on", val["spatial"], val["motion"], "--save-weights", "W.json"])
+    return (f"fusing with the default weights 1:1, though validation scores lie beside both checkpoints: fit the "
+            f"weights on them with `{cmd}`, then predict with --fusion W.json")
 
 
 def fuse(scores, weights=(1.0, 1.0), normalize="none"):

@@ -204,6 +204,7 @@ def align(spatial, motion, intersect=False):
 def validation_pair(pair, val_spatial, val_motion, intersect):
     """The aligned validation scores for fitting `pair`'s weight; refuses files that are not
     validation scores of the same classes, or that share videos with the test files."""
+    check_validation_order(val_spatial, val_motion)
     for f in (val_spatial, val_motion):
         if f.meta.get("subset") == "test":
             raise FusionError(f"{f.path}: holds test scores (meta subset 'test'); fit the weights on "
@@ -216,6 +217,25 @@ def validation_pair(pair, val_spatial, val_motion, intersect):
                           f"{pair.spatial.path}, {pair.motion.path} (e.g. {_examples(sorted(shared))}); the "
                           "weights must be fitted on videos held out of training, not on test videos")
     return val
+
+
+def check_validation_order(val_spatial, val_motion):
+    """--fit-weights-on VAL_S VAL_M: two different files, each of the stream its place says.
+    Unlike the test files (only warned about: fused all the same), swapped validation files
+    are refused: they would silently fit the inverse ratio."""
+    s, m = val_spatial.path, val_motion.path
+    if val_spatial is val_motion or (os.path.exists(s) and os.path.exists(m) and os.path.samefile(s, m)):
+        raise FusionError(f"--fit-weights-on {s} {m}: the same file twice; give the spatial run's validation "
+                          "scores, then the motion run's")
+    streams = (val_spatial.meta.get("stream"), val_motion.meta.get("stream"))
+    if streams == ("motion", "spatial"):
+        raise FusionError(f"--fit-weights-on {s} {m}: swapped: {s} holds motion scores and {m} spatial ones "
+                          f"(meta 'stream'); give the spatial file first: --fit-weights-on {m} {s}")
+    for f, role in ((val_spatial, "spatial"), (val_motion, "motion")):
+        stream = f.meta.get("stream")
+        if stream in ("spatial", "motion") and stream != role:
+            raise FusionError(f"--fit-weights-on {s} {m}: {f.path} holds {stream} scores (meta 'stream') but is "
+                              f"given as the {role} one; the order is VAL_S (spatial) then VAL_M (motion)")
 
 
 def swapped_warnings(pairs):

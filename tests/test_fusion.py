@@ -340,3 +340,210 @@ def test_cli_fit_weights_on_per_pair(tmp_path, capsys):
     bad = write_pickle(tmp_path / "bad_val.pkl", test_scores)
     code, _, err = run_cli(capsys, "--spatial", s1, "--motion", m1, "--fit-weights-on", bad, vm1)
     assert code == 2 and "bad_val.pkl: holds test scores" in err
+
+
+# ---------------------------------------------------------------- small data sets say what they cannot show
+def hand_markdown_case(tmp_path, C):
+    """Three videos hand-worked for every row: S = x r and T = y q with r = [C-1, ..., 1, 0] and
+    q = [0, 1, ..., C-1], so any positive mix a r + b q (r + q is constant) ranks as r when
+    a > b and as q when a < b: the label is first or last, or second (as in r) / second to
+    last (as in q) for video 3. var and var[top K] weigh by x^2 var(r) and y^2 var(q) alike.
+      video 1, class 0, S = 3r, T = q:   every row right (top-1 and top-5) but motion (wrong, last)
+      video 2, class C-1, S = r, T = 1.5q: right where the motion side wins: not spatial, not
+               weighted 2:1 (2 > 1.5), last there; max [.., 1.5(C-1)] right
+      video 3, class 1, S = r, T = 0.4q: the r order everywhere (class 1 second), q's for motion
+               (class 1 second to last): top-1 wrong, top-5 right (with C = 6)."""
+    r, q = np.arange(C - 1, -1, -1.0), np.arange(C, dtype=float)
+    classes = [chr(ord("A") + c) for c in range(C)]
+    videos, labels = ["A_g01_c01", f"{classes[-1]}_g01_c01", "B_g01_c01"], [0, C - 1, 1]
+    s = score_file(tmp_path / "s.pkl", videos, [3 * r, r, r], labels, classes)
+    m = score_file(tmp_path / "m.pkl", videos, [q, 1.5 * q, 0.4 * q], labels, classes, "motion")
+    return s, m
+
+
+def test_tables_of_6_classes_are_as_they_were_and_5_classes_drop_top5(tmp_path, capsys):
+    s, m = hand_markdown_case(tmp_path, 6)
+    code, out, err = run_cli(capsys, "--spatial", s, "--motion", m)
+    assert code == 0 and err == ""
+    # Byte for byte the table of before: top-5 and var[top 5] shown with 6 classes.
+    assert out == f"""mean: spatial {s} + motion {m}: 3 videos, 6 classes
+
+normalisation: none (raw scores)
+
+| strategy | mean top1 | mean top5 |
+|---|---:|---:|
+| spatial | 33.33 | 66.67 |
+| motion | 33.33 | 66.67 |
+| average | 66.67 | 100.00 |
+| max | 66.67 | 100.00 |
+| weighted 1:2 | 66.67 | 100.00 |
+| weighted 2:1 | 33.33 | 66.67 |
+| var[top 5] | 66.67 | 100.00 |
+| var | 66.67 | 100.00 |
+"""
+    s, m = hand_markdown_case(tmp_path, 5)
+    code, out, err = run_cli(capsys, "--spatial", s, "--motion", m, "--json", tmp_path / "r.json")
+    assert code == 0 and err == ""
+    assert out == f"""mean: spatial {s} + motion {m}: 3 videos, 5 classes
+mean: 5 classes, not shown: top-5 (every video is in its top 5); var[top 5] (with K >= the class count it is var)
+
+normalisation: none (raw scores)
+
+| strategy | mean top1 |
+|---|---:|
+| spatial | 33.33 |
+| motion | 33.33 |
+| average | 66.67 |
+| max | 66.67 |
+| weighted 1:2 | 66.67 |
+| weighted 2:1 | 33.33 |
+| var | 66.67 |
+"""
+    got = json.loads((tmp_path / "r.json").read_text())["mean"]
+    assert "var[top 5]" not in got and all("top5" not in metrics for metrics in got.values())
+    # 6 classes with --topk 6: var[top 6] is var; top-5 still shown
+    s, m = hand_markdown_case(tmp_path, 6)
+    code, out, _ = run_cli(capsys, "--spatial", s, "--motion", m, "--topk", 6)
+    assert code == 0 and "var[top 6]" in out.splitlines()[1] and "top-5" not in out.splitlines()[1]
+    assert "| var[top" not in out and "| strategy | mean top1 | mean top5 |" in out
+
+
+# ---------------------------------------------------------------- validation files: order, ties, size
+def val_file(path, videos, scores, labels, classes, stream):
+    p = score_file(path, videos, scores, labels, classes, stream)
+    data = pickle.load(open(p, "rb"))
+    data["meta"]["subset"] = "val"
+    return write_pickle(p, data)
+
+
+def hand_val_files(tmp_path, keep=slice(None)):
+    """HAND_S / HAND_T as validation files (2 classes), and test files of other videos."""
+    videos = [str(v) for v in np.array([f"V{i}_g01_c01" for i in range(5)])[keep]]
+    vs = val_file(tmp_path / "val_s.pkl", videos, HAND_S[keep], HAND_LABELS[keep], ["A", "B"], "spatial")
+    vm = val_file(tmp_path / "val_m.pkl", videos, HAND_T[keep], HAND_LABELS[keep], ["A", "B"], "motion")
+    rng = np.random.default_rng(3)
+    test_labels = np.array([0, 1] * 6)
+    S, T = rng.normal(size=(12, 2)), rng.normal(size=(12, 2))
+    tests = [f"T{i}_g02_c01" for i in range(12)]
+    s = score_file(tmp_path / "s.pkl", tests, S, test_labels, ["A", "B"])
+    m = score_file(tmp_path / "m.pkl", tests, T, test_labels, ["A", "B"], "motion")
+    return s, m, vs, vm, (test_labels, S.astype(np.float32).astype(float), T.astype(np.float32).astype(float))
+
+
+def test_swapped_or_repeated_validation_files_are_refused(tmp_path, capsys):
+    s, m, vs, vm, _ = hand_val_files(tmp_path)
+    code, out, err = run_cli(capsys, "--spatial", s, "--motion", m, "--fit-weights-on", vm, vs)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("fusion.py: error: ") and "swapped" in err and f"--fit-weights-on {vs} {vm}" in err
+    code, out, err = run_cli(capsys, "--spatial", s, "--motion", m, "--fit-weights-on", vs, vs)
+    assert code == 2 and out == "" and err.count("\n") == 1 and f"{vs} {vs}: the same file twice" in err
+    # a second spatial file in the motion place (another path, same stream)
+    other = write_pickle(tmp_path / "val_s2.pkl", pickle.load(open(vs, "rb")))
+    code, out, err = run_cli(capsys, "--spatial", s, "--motion", m, "--fit-weights-on", vs, other)
+    assert code == 2 and out == "" and f"{other} holds spatial scores" in err and "given as the motion one" in err
+
+
+def test_ties_and_few_validation_videos_are_warned_about(tmp_path, capsys):
+    # Without video 1, 2:1 and 1:3 both get 3 of 4 right (75%): a tie of 2, 2:1 is closer to 1:1.
+    s, m, vs, vm, _ = hand_val_files(tmp_path, [0, 2, 3, 4])
+    code, out, err = run_cli(capsys, "--spatial", s, "--motion", m, "--fit-weights-on", vs, vm)
+    assert code == 0
+    assert ("fusion.py: warning: mean: the fitted weight 2:1 (raw scores) is a tie: 2 of the 7 ratios reach the best "
+            "validation top-1 75.00; the one closest to 1:1 was taken") in err
+    # 4 videos, classes A: 2 and B: 2
+    assert "fitted on 4 validation videos for 2 classes (fewest in a class: 2)" in err
+    assert "| weighted (val) 2:1 |" in out
+    # all seven ratios equal: the validation scores cannot choose
+    videos, same = ["V0_g01_c01", "V1_g01_c01"], np.array([[1.0, 0.0], [0.0, 1.0]])
+    vs2 = val_file(tmp_path / "same_s.pkl", videos, same, [0, 1], ["A", "B"], "spatial")
+    vm2 = val_file(tmp_path / "same_m.pkl", videos, same, [0, 1], ["A", "B"], "motion")
+    code, _, err = run_cli(capsys, "--spatial", s, "--motion", m, "--fit-weights-on", vs2, vm2)
+    assert code == 0 and "every one of the 7 ratios gets the same validation top-1 100.00" in err
+    assert "1:1 (the closest to 1:1) was taken" in err
+
+
+def test_a_missing_class_and_a_large_validation_set(tmp_path, capsys):
+    videos, labels, classes, S, T = random_runs(8, V=40, C=4)
+    s = score_file(tmp_path / "s.pkl", videos, S, labels, classes)
+    m = score_file(tmp_path / "m.pkl", videos, T, labels, classes, "motion")
+    rng = np.random.default_rng(9)
+    for per_class, name in ((6, "big"), (0, "gap")):
+        y = np.repeat(np.arange(4), 6) if per_class else np.array([0, 0, 1, 1, 1, 2])  # class 3 has none
+        vids = [f"{name}{i}_g05_c01" for i in range(len(y))]
+        # spatial right on all but one video, motion on none: 3:1 .. 1:1 beat the ratios that favour motion
+        Sv = np.eye(4)[y] * 5 + rng.uniform(0, 0.1, (len(y), 4))
+        Sv[0] = np.roll(Sv[0], 1)
+        Tv = np.eye(4)[(y + 1) % 4] * 0.5
+        vs = val_file(tmp_path / f"{name}_s.pkl", vids, Sv, y, classes, "spatial")
+        vm = val_file(tmp_path / f"{name}_m.pkl", vids, Tv, y, classes, "motion")
+        code, _, err = run_cli(capsys, "--spatial", s, "--motion", m, "--fit-weights-on", vs, vm)
+        assert code == 0
+        if per_class:
+            assert "rough guess" not in err
+        else:
+            assert ("the weight is fitted on 6 validation videos for 4 classes (fewest in a class: 0; 1 of them "
+                    "with none); with under 5 a class one video moves the validation top-1 by 16.7 points") in err
+
+
+# ---------------------------------------------------------------- --save-weights
+def test_save_weights_writes_what_was_fitted(tmp_path, capsys):
+    s, m, vs, vm, (labels, S, T) = hand_val_files(tmp_path)
+    path = tmp_path / "W.json"
+    code, out, err = run_cli(capsys, "--spatial", s, "--motion", m, "--fit-weights-on", vs, vm,
+                             "--save-weights", path)
+    assert code == 0, err
+    saved = json.loads(path.read_text())
+    assert saved["weights"] == [2, 1] and saved["normalize"] == "none" and saved["strategy"] == "weighted"
+    # the hand-worked grid (HAND_TOP1), its best 80%, 5 validation videos
+    assert saved["validation"]["grid"] == {f"{a:g}:{b:g}": t for (a, b), t in HAND_TOP1.items()}
+    assert saved["validation"]["top1"] == 80.0 and saved["validation"]["videos"] == 5
+    assert saved["classes"] == ["A", "B"]
+    assert {k: (v["validation"], v["test"]) for k, v in saved["streams"].items()} == {
+        "spatial": (vs, s), "motion": (vm, m)}  # absolute paths (tmp_path is absolute)
+    # reported on the test files: weighted 2:1 there, computed here
+    want = ref_metrics([ref_fuse("weighted 2:1", a, b) for a, b in zip(S, T)], labels)["top1"]
+    assert saved["test"]["top1"] == pytest.approx(want) and saved["test"]["videos"] == 12
+    assert f"fusion.py: wrote {path}: weighted 2:1 on raw scores, fitted on validation (val top-1 80.00, 5 videos)" in err
+
+
+def test_save_weights_with_normalize_both_takes_the_better_on_validation(tmp_path, capsys):
+    s, m, _ = write_pair(tmp_path, seed=1)
+    vs, vm, (y, vS, vT) = write_val_pair(tmp_path, seed=31, V=80)
+    grid = [(1, 1), (1.5, 1), (1, 1.5), (2, 1), (1, 2), (3, 1), (1, 3)]
+
+    def best(normalize):  # independently: one video at a time
+        X = [(ref_softmax(a), ref_softmax(b)) if normalize == "softmax" else (a, b) for a, b in zip(vS, vT)]
+        top1 = {w: ref_metrics([ref_fuse(f"weighted {w[0]}:{w[1]}", a, b) for a, b in X], y)["top1"] for w in grid}
+        return max(top1.values())
+
+    want = "softmax" if best("softmax") > best("none") else "none"
+    code, _, err = run_cli(capsys, "--spatial", s, "--motion", m, "--fit-weights-on", vs, vm, "--normalize", "both",
+                           "--save-weights", tmp_path / "W.json")
+    assert code == 0, err
+    saved = json.loads((tmp_path / "W.json").read_text())
+    assert saved["normalize"] == want and saved["validation"]["top1"] == pytest.approx(best(want))
+    assert f"raw {best('none'):.2f}, softmax {best('softmax'):.2f}" in saved["normalize_choice"]
+
+
+def test_save_weights_refusals_come_before_any_fusing(tmp_path, capsys):
+    s, m, vs, vm, _ = hand_val_files(tmp_path)
+    s2, m2, _ = write_pair(tmp_path, seed=2)
+    kept = tmp_path / "W.json"
+    kept.write_text("an older file, kept\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("a file: nothing can be made below it")
+    cases = [
+        (["--spatial", s, "--motion", m, "--save-weights", kept], ["--save-weights", "--fit-weights-on VAL_S VAL_M"]),
+        (["--spatial", s, s2, "--motion", m, m2, "--fit-weights-on", vs, vm, "--fit-weights-on", vs, vm,
+          "--save-weights", kept], ["one pair", "2 pairs"]),
+        (["--spatial", s, "--motion", m, "--fit-weights-on", vs, vm, "--save-weights", blocker / "W.json"],
+         [f"--save-weights {blocker / 'W.json'}", "is a file"]),
+        (["--spatial", s, "--motion", m, "--fit-weights-on", vs, vm, "--save-weights", tmp_path],
+         [f"--save-weights {tmp_path}", "is a folder"]),
+        (["--spatial", s, "--motion", m, "--json", blocker / "r.json"], [f"--json {blocker / 'r.json'}"]),
+    ]
+    for argv, words in cases:
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2 and out == "" and err.count("\n") == 1, (argv, err)  # no table, no warning: nothing fused
+        assert all(w in err for w in words), err
+        assert kept.read_text() == "an older file, kept\n"

@@ -158,7 +158,8 @@ def test_predict_input_is_byte_identical(own):
 def test_bad_inputs_one_line_each_and_the_others_predicted(own, tmp_path, capsys):
     root, _, _, _ = own
     ckpts = ["--spatial", str(root / "record/mine_spatial/model_best.pth"),
-             "--motion", str(root / "record/mine_motion/model_best.pth")]
+             "--motion", str(root / "record/mine_motion/model_best.pth"),
+             "--weights", "1:1"]  # explicit: no warning that fitted weights could be used instead
     (tmp_path / "notes.avi").write_text("not a video")
     one = write_video(str(tmp_path / "one frame.avi"), render("Red", "Up", 1, frames=1))
     short = write_video(str(tmp_path / "short.mp4"), render("Red", "Up", 2, frames=3))  # 2 flow frames < stack 4
