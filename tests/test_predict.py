@@ -102,8 +102,13 @@ def test_readme_commands_run(own, capsys):
     assert rec["streams"]["motion"]["flow"] == "farneback"  # from prepare_info.json, via the checkpoint
     top = rec["videos"][0]["top"]
     assert [t["rank"] for t in top] == [1, 2, 3, 4] and {t["class"] for t in top} == {"Red_Up", "Red_Down", "Blue_Up", "Blue_Down"}
+    # predict fused with the weight fusion.py fitted on validation and saved (--save-weights, --fusion)
+    saved = json.loads((root / "record" / "mine_fusion.json").read_text())
+    assert rec["weights"] == saved["weights"] and rec["normalize"] == saved["normalize"]
+    assert "record/mine_fusion.json" in rec["fusion"] and "fitted on validation" in rec["fusion"]
+    a, b = saved["weights"]
     for t in top:
-        assert t["fused"] == pytest.approx((t["spatial"] + t["motion"]) / 2)
+        assert t["fused"] == pytest.approx((a * t["spatial"] + b * t["motion"]) / (a + b))
 
 
 def source_of(video, root):
