@@ -105,9 +105,13 @@ def check_decode(choice, device):
     check_gpu_decode(device)
 
 
-def _worker_init(_):
+def _one_opencv_thread():
+    """One OpenCV thread in this process, set before the data workers fork from it: each
+    worker then decodes on one thread (the workers are the parallelism). Set here, not in the
+    workers: a forked worker that reconfigures a thread pool its parent had started waits
+    forever for the parent's pool threads, which the worker does not have."""
     import cv2
-    cv2.setNumThreads(1)  # one decoding thread per worker process; the workers are the parallelism
+    cv2.setNumThreads(1)
 
 
 def collate_for(dataset):
@@ -119,10 +123,12 @@ def collate_for(dataset):
 def make_loader(dataset, batch_size, device, workers, seed, sampler=None, persistent=False):
     """A DataLoader of ClipBatches (EncodedBatches for --decode gpu): pinned memory on CUDA,
     PREFETCH_FACTOR (2) batches prefetched per worker."""
+    if workers > 0:
+        _one_opencv_thread()
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=persistent and workers > 0, drop_last=False,
-        prefetch_factor=PREFETCH_FACTOR if workers > 0 else None, worker_init_fn=_worker_init, collate_fn=collate_for(dataset),
+        prefetch_factor=PREFETCH_FACTOR if workers > 0 else None, collate_fn=collate_for(dataset),
         # A private generator: creating loader iterators must not consume the global torch
         # RNG (dropout uses it), or a resumed run would diverge from an uninterrupted one.
         generator=torch.Generator().manual_seed(seed))

@@ -14,6 +14,7 @@ import torch
 from dataloader.datasets import BadFrameError, ClipDataset, DataError, collate_clips, count_frames
 from dataloader.sampling import EpochSampler
 from dataloader.layout import FrameDirs, MMActionLayout, TwoStreamLayout, open_layout
+from engine.data import make_loader
 
 H, W, CROP = 24, 32, 16
 
@@ -398,3 +399,18 @@ def test_twostream_layout_requires_the_modality_folder(tmp_path):
     assert count_frames([("A_g01_c01", 0)], layout, "rgb") == {"A_g01_c01": 2}
     with pytest.raises(FileNotFoundError, match="tvl1_flow"):
         count_frames([("A_g01_c01", 0)], layout, "flow")
+
+
+def test_data_workers_never_reconfigure_opencv_threads_they_inherited():
+    """Seen in this suite (py-spy): a data worker forked from a process that had run OpenCV's
+    thread pool hung for good in cv2.setNumThreads(1), waiting for the parent's pool threads,
+    which a forked child does not have. So the loader sets one OpenCV thread in the parent,
+    before the workers fork, and the workers inherit it without touching the pool."""
+    cv2.setNumThreads(2)
+    try:
+        loader = make_loader(list(range(4)), 2, torch.device("cpu"), 2, 0)
+        assert loader.worker_init_fn is None  # nothing runs in a worker before it loads
+        assert cv2.getNumThreads() == 1       # what the workers inherit: one decoding thread each
+        assert make_loader(list(range(4)), 2, torch.device("cpu"), 0, 0) is not None
+    finally:
+        cv2.setNumThreads(1)
