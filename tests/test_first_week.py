@@ -58,3 +58,24 @@ def test_a_redirected_log_has_no_carriage_returns(data_root, tmp_path):
     # the progress of each stage is whole lines: at least its closing one
     assert re.search(r"^epoch 1 train: 100%.*\d+/\d+", text, re.M)
     assert "==> spatial stream (resnet18) finished" in text
+
+
+def test_with_five_classes_or_fewer_no_table_claims_a_top5(data_root, tmp_path, capsys):
+    """4 classes: every video is in its top 5, so top-5 is always 100; the console lines, the
+    report's tables and its summary leave it out (the CSV records keep their columns)."""
+    from tools import report
+    out = tmp_path / "run"
+    assert main(SPATIAL, ["--data-root", str(data_root), "--out", str(out), *FAST, "--epochs", "1"]) == 0
+    console = capsys.readouterr().out
+    assert "Prec@1 [" in console and "Prec@5" not in console
+    assert "Prec@5" in (out / "test.csv").read_text().splitlines()[0]
+    assert report.main([str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "top-5 not shown: 4 classes" in text
+    for line in text.splitlines():
+        if line.startswith("| Epoch"):
+            assert "Prec@5" not in line
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| run | stream |"))
+    header, cells = ([c.strip() for c in lines[k].strip("|").split("|")] for k in (at, at + 2))
+    assert cells[header.index("test top-5")] == "-" and cells[header.index("last top-5")] == "-"
