@@ -42,21 +42,11 @@ from dataloader.catalog import DATASETS, get_dataset
 from dataloader.flow import FLOW_BACKENDS, FLOW_METHODS
 from dataloader.layout import FLOW_COMPONENTS, FLOW_DIR, PREPARE_INFO, RGB_DIR
 from dataloader.video import DEFAULT_SIZE
-from engine.options import OneLineParser
+from engine.options import OneLineParser, positive_int
 from tools.prepare_flow import run_opencv, run_torch
 from tools.prepare_plan import (base_info, check_info, count_frames, describe_time, list_sources, parse_shard,
                                 select_sources, shard_of, split_plan, time_pairs)
 from tools.prepare_videos import VideoJob, is_finished
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser():
