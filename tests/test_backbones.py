@@ -93,7 +93,7 @@ def test_every_arch_trains_and_evaluates_and_is_read_back(arch, data_root, tmp_p
     reads the backbone from the checkpoint and reproduces the run's own test scores."""
     out = tmp_path / "run"
     # No validation set: one checkpoint written, not two (a ResNet152's is 0.5 GB with its optimiser state).
-    assert train(MOTION, data_root, out, "--arch", arch, "--val-groups", "0") == 0
+    assert train(MOTION, data_root, out, "--arch", arch, "--val-groups", "0", "--batch-size", "8") == 0  # one step
     ckpt = utils.load_checkpoint(out / "checkpoint.pth")
     assert ckpt["identity"]["arch"] == arch
     assert json.loads((out / "args.json").read_text())["arch"] == arch
