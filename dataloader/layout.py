@@ -14,11 +14,11 @@ HandstandPushups / HandStandPushups spelling.
 
 Every layout implements `FrameLayout` (the interface ClipDataset and the tools read; so does
 dataloader.video.MemoryLayout, one video's frames in memory). A new layout is one subclass
-here, a branch in `open_layout`, and a case in tests/test_layout.py's interface test.
+here, a branch in `open_layout` (dataloader/frame_dirs.py), and a case in tests/test_layout.py's
+interface test.
 """
 import abc
 import os
-from dataclasses import dataclass
 
 from dataloader.packed import SOURCES, SUFFIX, PackCache, PackedFrame
 
@@ -248,53 +248,3 @@ class PackedLayout(FrameLayout):
         self.require(modality)
         keys = set.intersection(*(set(self._packs[s]) for s in SOURCES[modality]))
         return sorted(os.path.basename(self._packs[SOURCES[modality][0]][k])[:-len(SUFFIX)] for k in keys)
-
-
-@dataclass(frozen=True)
-class FrameDirs:
-    """Frame folders given on the command line (--rgb-dir, --flow-dir, --frames-dir,
-    --packed-dir); None = the default name under the data root."""
-    rgb: str | None = None       # two-stream RGB folder (DATA_ROOT/jpegs_256)
-    flow: str | None = None      # two-stream flow folder with u/ and v/ (DATA_ROOT/tvl1_flow)
-    frames: str | None = None    # mmaction folder (DATA_ROOT/rawframes)
-    packed: str | None = None    # packs (DATA_ROOT/packed)
-
-    def under(self, data_root):
-        """The same with every None replaced by its default under `data_root`."""
-        return FrameDirs(self.rgb or os.path.join(data_root, RGB_DIR), self.flow or os.path.join(data_root, FLOW_DIR),
-                         self.frames or os.path.join(data_root, FRAMES_DIR),
-                         self.packed or os.path.join(data_root, PACKED_DIR))
-
-
-def open_layout(kind, data_root, dirs=None, allow_packed=True):
-    """The FrameLayout of --layout `kind` (one of LAYOUTS) with the folders `dirs` (a FrameDirs;
-    None = all defaults under `data_root`). "auto" detects it, packs first, since a user who
-    packed the frames wants them read; allow_packed=False never reads packs (pack_frames).
-
-    Raises FileNotFoundError naming the folders it looked for.
-    """
-    d = (dirs or FrameDirs()).under(data_root)
-    if kind == "auto":
-        if allow_packed and os.path.isdir(d.packed):
-            kind = "packed"
-        elif os.path.isdir(d.rgb) or os.path.isdir(d.flow):
-            kind = "twostream"
-        elif os.path.isdir(d.frames):
-            kind = "mmaction"
-        else:
-            raise FileNotFoundError(
-                f"no frames found under --data-root {data_root}: expected {d.rgb} and {d.flow} "
-                f"(two-stream layout) or {d.frames} (mmaction layout); prepare them with "
-                "`python -m tools.prepare_data` or point --rgb-dir/--flow-dir/--frames-dir at them")
-    if kind == "twostream":
-        return TwoStreamLayout(d.rgb, d.flow)
-    if kind == "mmaction":
-        if not os.path.isdir(d.frames):
-            raise FileNotFoundError(f"frame folder not found: {d.frames} (set --data-root or --frames-dir)")
-        return MMActionLayout(d.frames)
-    if kind == "packed" and allow_packed:
-        if not os.path.isdir(d.packed):
-            raise FileNotFoundError(f"packed frame folder not found: {d.packed} (set --data-root or --packed-dir; "
-                                    "write it with python -m tools.pack_frames)")
-        return PackedLayout(d.packed)
-    raise ValueError(f"unknown layout '{kind}' (choose from {', '.join(LAYOUTS)})")

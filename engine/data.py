@@ -11,7 +11,7 @@ from dataloader.datasets import ClipDataset, DataError, collate_clips, count_fra
 from dataloader.sampling import EpochSampler
 from dataloader.encoded import EncodedClipDataset, check_gpu_decode, collate_encoded
 from dataloader.catalog import DATASETS, detect_dataset, get_dataset
-from dataloader.layout import FrameDirs, open_layout
+from dataloader.frame_dirs import FrameDirs, open_layout
 
 
 @dataclass
@@ -44,6 +44,10 @@ def build_data(args, spec, info):
     train_entries, val_entries = holdout.train, holdout.val
     dirs = FrameDirs(args.rgb_dir, args.flow_dir, args.frames_dir, args.packed_dir)
     layout = open_layout(args.layout, args.data_root, dirs)
+    unread = dirs.unread(layout.name, spec.modality)
+    if unread:
+        raise DataError(f"{', '.join(unread)}: not read by the {spec.name} stream with the {layout.name} layout "
+                        f"(it reads {layout.describe(spec.modality)}); drop the option, or choose the layout with --layout")
     counts = count_frames(train_entries + val_entries + split.test, layout, spec.modality)
     stack = args.stack
     short = [n for n in counts.values() if n < stack] if spec.modality == "flow" else []

@@ -2,7 +2,6 @@
 differ (learning rate, batch size) and adds --stack for the motion stream (the spatial
 stream's stack is 1: one RGB frame a position)."""
 import argparse
-import math
 import os
 
 import utils
@@ -10,6 +9,9 @@ from dataloader.encoded import DECODE_CHOICES
 from dataloader.layout import LAYOUTS
 from dataloader.catalog import DATASETS
 from dataloader.splits import VAL_FRACTION
+from engine.arg_types import (SEED_LIMIT, MAX_TIMEOUT_MINUTES, OneLineParser, in_range, auto_or_count, decay,
+                              int_up_to, learning_rate, momentum_factor, non_negative_float,
+                              non_negative_int, positive_int, probability, shrink_factor)
 from engine.records import LAST_SCORES, finished_files
 from network.backbones import ARCHS, DEFAULT_ARCH
 from network.consensus import CONSENSUS
@@ -18,59 +20,8 @@ EPILOG = ("Sampling, consensus, flow encoding and the model-selection protocols 
           "docs/method.md; README.md walks through real-data usage.")
 
 
-# ---------------------------------------------------------------- option types
-# argparse names the flag in its message ("argument --lr: must be > 0, got -0.1"), so every
-# range is checked here, before anything is read, written or started.
-def _number(kind, text):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                         f"got '{text}'") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got '{text}'")
-    return value
-
-
-def _in_range(kind, ok, rule):
-    """An argparse type: a number of `kind` for which ok(value) holds, else '<rule>'."""
-    def parse(text):
-        value = _number(kind, text)
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
-        return value
-    return parse
-
-
-positive_int = _in_range(int, lambda v: v >= 1, "at least 1")
-non_negative_int = _in_range(int, lambda v: v >= 0, "0 or more")
-positive_float = _in_range(float, lambda v: v > 0, "greater than 0")
-non_negative_float = _in_range(float, lambda v: v >= 0, "0 or more")
-probability = _in_range(float, lambda v: 0 <= v < 1, "in [0, 1)")       # dropout: 1 would drop everything
-shrink_factor = _in_range(float, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")  # ReduceLROnPlateau
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """A usage error is one line naming the option, not the whole usage block."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (--help lists every option)\n")
-
-
 ORIGINAL_TEST_FRAMES, TSN_TEST_FRAMES = 19, 25  # test positions: the original two-stream scripts'; TSN's (with 10 crops)
-
-
-def auto_or_count(text):
-    """'auto' or a whole number >= 0 (an option whose default depends on other options or on the data)."""
-    if text == "auto":
-        return text
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number, got '{text}'") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or at least 0, got {n}")
-    return n
+MAX_TEST_FRAMES = 250
 
 
 class StreamParser(OneLineParser):
@@ -125,9 +76,9 @@ def build_parser(spec):
                         "frame of the same video and counted (skip)")
 
     s = p.add_argument_group("sampling")
-    s.add_argument("--num-segments", type=positive_int, default=3, help="TSN segments K per training video")
+    s.add_argument("--num-segments", type=int_up_to(64, "TSN uses 3 to 7"), default=3, help="TSN segments K per training video")
     if spec.modality == "flow":
-        s.add_argument("--stack", type=positive_int, default=10, help="consecutive flow frames L per position (2L channels)")
+        s.add_argument("--stack", type=int_up_to(64, "the two-stream networks use 10, TSN 5"), default=10, help="consecutive flow frames L per position (2L channels)")
     else:
         p.set_defaults(stack=1)  # every stream has a stack; RGB reads one frame a position
     s.add_argument("--crop-size", type=positive_int, default=224, help="square crop fed to the network")
@@ -154,10 +105,10 @@ def build_parser(spec):
     o.add_argument("--epochs", type=positive_int, default=500, help="upper bound; training stops earlier at --min-lr")
     o.add_argument("--batch-size", type=positive_int, default=spec.batch_size,
                    help="videos per step and per process (global batch = this x number of processes)")
-    o.add_argument("--lr", type=positive_float, default=spec.lr,
+    o.add_argument("--lr", type=learning_rate, default=spec.lr,
                    help="SGD learning rate (for N processes, consider scaling it by N)")
-    o.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
-    o.add_argument("--weight-decay", type=non_negative_float, default=5e-4, help="SGD weight decay")
+    o.add_argument("--momentum", type=momentum_factor, default=0.9, help="SGD momentum")
+    o.add_argument("--weight-decay", type=decay, default=5e-4, help="SGD weight decay")
     o.add_argument("--lr-patience", type=non_negative_int, default=1, help="ReduceLROnPlateau patience (epochs), as the original two-stream scripts")
     o.add_argument("--lr-factor", type=shrink_factor, default=0.1, help="ReduceLROnPlateau factor")
     o.add_argument("--min-lr", type=non_negative_float, default=1e-6, help="stop once the LR falls below this")
@@ -180,9 +131,11 @@ def build_parser(spec):
                         "uint8 crops. gpu: the workers only read the JPEG bytes, and torchvision decodes them batched "
                         "on the GPU (nvJPEG), then crops; for when the CPU cores cannot decode as fast as the GPU "
                         "trains. Needs --device cuda and a torchvision built with GPU JPEG decoding")
-    r.add_argument("--workers", type=non_negative_int, default=min(8, os.cpu_count() or 1), help="data-loading processes per GPU")
+    cores = os.cpu_count() or 1
+    r.add_argument("--workers", type=int_up_to(4 * cores, f"4 per CPU core, {cores} here", low=0), default=min(8, cores),
+                   help="data-loading processes per GPU")
     r.add_argument("--test-batch-size", type=positive_int, default=8, help="videos per evaluation batch")
-    r.add_argument("--seed", type=non_negative_int, default=0, help="seed for initialisation, shuffling and augmentation")
+    r.add_argument("--seed", type=int_up_to(SEED_LIMIT, "32 bits", low=0), default=0, help="seed for initialisation, shuffling and augmentation")
     r.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 autocast (default: on for CUDA, off for CPU)")
     r.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -190,7 +143,8 @@ def build_parser(spec):
     r.add_argument("--picture-dir", help="also copy each epoch's PNG curves and confusion matrix here (e.g. picture)")
     r.add_argument("--tensorboard", action="store_true",
                    help="also log per-epoch scalars to OUT/tensorboard (needs: pip install tensorboard)")
-    r.add_argument("--dist-timeout", type=positive_float, default=30, help="minutes before a stuck distributed job fails")
+    r.add_argument("--dist-timeout", type=in_range(float, lambda v: 0 < v <= MAX_TIMEOUT_MINUTES,
+                                                                f"in (0, {MAX_TIMEOUT_MINUTES}] (a week)"), default=30, help="minutes before a stuck distributed job fails")
     return p
 
 
@@ -203,6 +157,9 @@ def check_args(args):
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if args.stack < 1:
         raise ValueError("--stack must be at least 1")
+    if args.test_frames > MAX_TEST_FRAMES:
+        raise ValueError(f"--test-frames {args.test_frames}: at most {MAX_TEST_FRAMES} positions a video "
+                         f"(TSN tests {TSN_TEST_FRAMES}, the original two-stream scripts {ORIGINAL_TEST_FRAMES})")
     trains = not (args.evaluate or args.check_data)
     if args.start_epoch is not None and args.start_epoch >= args.epochs and trains:
         raise ValueError(f"--start-epoch {args.start_epoch} is not below --epochs {args.epochs}: nothing to train")
@@ -223,12 +180,15 @@ def check_paths(args):
         if not os.path.isfile(args.resume):
             raise ValueError(f"--resume {args.resume}: no such file; expected a checkpoint (OUT/checkpoint.pth "
                              "or OUT/model_best.pth of a run)")
+    check_input_folders(args)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out}: is a file; expected a folder for the run's records, "
                          "checkpoints and score files")
     if args.check_data:
         return
     utils.check_writable(args.out, "--out")
+    if args.picture_dir:
+        utils.check_writable(args.picture_dir, "--picture-dir")
     resumes_out = args.resume and os.path.isdir(args.out) and os.path.samefile(
         os.path.dirname(os.path.abspath(args.resume)), args.out)
     if args.overwrite and resumes_out and not args.evaluate:
@@ -245,6 +205,21 @@ def check_paths(args):
         cont = f"continue it with --resume {ckpt}, " if os.path.isfile(ckpt) else ""
         raise ValueError(f"--out {args.out}: holds a finished run ({', '.join(found)}); {cont}train into a "
                          "new --out, or pass --overwrite to replace it")
+
+
+def check_input_folders(args):
+    """--data-root and the folder options name folders: a file there (or a missing data root
+    with nothing else to read) is named now, not reported later as a missing split list."""
+    for option in ("splits_dir", "rgb_dir", "flow_dir", "frames_dir", "packed_dir", "picture_dir"):
+        path = getattr(args, option, None)
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"--{option.replace('_', '-')} {path}: is a file; expected a folder")
+    root = args.data_root
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise ValueError(f"--data-root {root}: is a file; expected the data folder (frames, flow and split lists)")
+    if not os.path.exists(root) and not args.splits_dir:
+        raise ValueError(f"--data-root {root}: no such folder; expected the data folder (frames, flow and split "
+                         "lists, as python -m tools.prepare_data writes it)")
 
 
 SAME_SCORES = ("stream", "consensus", "dataset", "split", "epoch", "test_frames", "test_crops")

@@ -72,7 +72,13 @@ def main(spec, argv=None):
     except (StopRequested, KeyboardInterrupt) as e:
         print(resume_hint(spec, args, argv, replacing=replacing(args, session)), file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
+    except MemoryError:
+        print(f"error: out of memory; {MEMORY_HINT}", file=sys.stderr)
+        return 2
     except RuntimeError as e:
+        if out_of_memory(e):
+            print(f"error: out of memory ({one_line(e)[:200]}); {MEMORY_HINT}", file=sys.stderr)
+            return 2
         if not (dist.is_initialized() and lost_peer(e)):
             raise
         print(lost_peer_message(e), file=sys.stderr)
@@ -83,6 +89,16 @@ def main(spec, argv=None):
         stop.restore()
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+MEMORY_HINT = ("lower --batch-size, --test-batch-size, --crop-size, --num-segments, --test-frames or --stack "
+               "(checkpoint.pth, if any, holds the last finished epoch)")
+
+
+def out_of_memory(error):
+    """Whether a RuntimeError is an allocation failure (CPU or GPU), not a bug."""
+    text = str(error)
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "can't allocate memory" in text or "out of memory" in text
 
 
 def replacing(args, session):
@@ -165,7 +181,9 @@ def run(spec, args, stop=None, session=None):
     try:
         train_epochs(run, train_model, train_loader, stop, tb)
     except TrainingDiverged as e:
-        raise TrainingDiverged(f"{e}; {args.out}/checkpoint.pth still holds the last good epoch") from None
+        kept = (f"{args.out}/checkpoint.pth still holds the last good epoch" if run.history["train"] else
+                "nothing was saved")
+        raise TrainingDiverged(f"{e}; {kept}") from None
     finally:
         if tb is not None:
             tb.close()

@@ -10,7 +10,7 @@ from torch.utils.data import default_collate
 
 from dataloader.datasets import ClipDataset, collate_clips, count_frames
 from engine.loop import to_device
-from dataloader.layout import open_layout
+from dataloader.frame_dirs import open_layout
 from dataloader.splits import load_split
 from dataloader.transforms import FLOW_STD, RGB_STD, mirror, normalize
 from tools import bench_classic, bench_loader, benchmark

@@ -12,7 +12,7 @@ import torch
 from dataloader.buffers import BatchBuffers, release
 from dataloader.datasets import ClipDataset, collate_clips, count_frames
 from dataloader.sampling import EpochSampler
-from dataloader.layout import open_layout
+from dataloader.frame_dirs import open_layout
 from dataloader.splits import load_split
 from engine.data import make_loader
 from tests.tiny import make_tiny_data

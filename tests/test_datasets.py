@@ -13,7 +13,8 @@ import torch
 
 from dataloader.datasets import BadFrameError, ClipDataset, DataError, collate_clips, count_frames
 from dataloader.sampling import EpochSampler
-from dataloader.layout import FrameDirs, MMActionLayout, TwoStreamLayout, open_layout
+from dataloader.layout import MMActionLayout, TwoStreamLayout
+from dataloader.frame_dirs import FrameDirs, open_layout
 from engine.data import make_loader
 
 H, W, CROP = 24, 32, 16

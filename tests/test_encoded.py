@@ -18,7 +18,7 @@ from torch.utils.data import Subset
 from dataloader.datasets import BadFrameError, ClipDataset, collate_clips, count_frames
 from dataloader.encoded import (EncodedBatch, EncodedClipDataset, check_gpu_decode, collate_encoded,
                                 decode_clips, jpeg_size)
-from dataloader.layout import open_layout
+from dataloader.frame_dirs import open_layout
 from dataloader.splits import load_split
 from dataloader.transforms import to_network_input
 from engine.streams import in_channels

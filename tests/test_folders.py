@@ -10,7 +10,7 @@ from dataloader.catalog import FOLDERS
 from dataloader.datasets import count_frames
 from dataloader.folders import (FolderError, FolderVideo, list_class_videos, normalize_name, split_videos,
                                 targets_for, video_group_key, video_name_in_class)
-from dataloader.layout import open_layout
+from dataloader.frame_dirs import open_layout
 from dataloader.splits import load_ucf101_split
 from own_videos import make_class_videos
 from tools import prepare_data

@@ -6,9 +6,9 @@ import pytest
 
 from dataloader.datasets import read_bytes
 from dataloader.catalog import get_dataset
-from dataloader.layout import (FrameDirs, FrameLayout, MMActionLayout, PackedLayout, TwoStreamLayout,
-                               mmaction_frame_name, mmaction_video_dir, open_layout, twostream_frame_name,
-                               twostream_video_dirs, video_from_folder)
+from dataloader.frame_dirs import FrameDirs, open_layout
+from dataloader.layout import (FrameLayout, MMActionLayout, PackedLayout, TwoStreamLayout, mmaction_frame_name,
+                               mmaction_video_dir, twostream_frame_name, twostream_video_dirs, video_from_folder)
 from dataloader.synthetic import generate
 from dataloader.video import MemoryLayout
 from tools import pack_frames

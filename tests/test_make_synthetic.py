@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dataloader.layout import open_layout
+from dataloader.frame_dirs import open_layout
 from dataloader.splits import load_split, video_group
 from dataloader.synthetic import class_names, generate
 from dataloader.synthetic_render import render_video

@@ -7,7 +7,8 @@ import torch
 
 import utils
 from dataloader.datasets import BadFrameError, ClipDataset, count_frames
-from dataloader.layout import FrameDirs, PackedLayout, open_layout
+from dataloader.layout import PackedLayout
+from dataloader.frame_dirs import FrameDirs, open_layout
 from dataloader.packed import MAGIC, PackError, PackFile
 from dataloader.splits import load_split
 from engine.train import main

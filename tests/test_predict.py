@@ -24,7 +24,7 @@ import fusion
 import utils
 from dataloader.datasets import ClipDataset
 from dataloader.folders import list_class_videos
-from dataloader.layout import open_layout
+from dataloader.frame_dirs import open_layout
 from dataloader.splits import load_ucf101_split
 from dataloader.video import MemoryLayout, count_frames, decode_video, encode_flow, encode_rgb
 from engine.predict import load_stream

@@ -4,7 +4,8 @@ builds them."""
 import os
 import tempfile
 
-from dataloader.layout import PACKED_DIR, open_layout
+from dataloader.layout import PACKED_DIR
+from dataloader.frame_dirs import open_layout
 from engine.data import build_data
 from engine.loop import LoopConfig
 from engine.options import build_parser as stream_parser

@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from tqdm import tqdm
 
 import utils
-from dataloader.layout import PACKED_DIR, FrameDirs, open_layout
+from dataloader.layout import PACKED_DIR
+from dataloader.frame_dirs import FrameDirs, open_layout
 from dataloader.packed import SOURCES, SUFFIX, PackError, PackFile, write_pack
 
 

@@ -42,7 +42,7 @@ from dataloader.catalog import DATASETS, get_dataset
 from dataloader.flow import FLOW_BACKENDS, FLOW_METHODS
 from dataloader.layout import FLOW_COMPONENTS, FLOW_DIR, PREPARE_INFO, RGB_DIR
 from dataloader.video import DEFAULT_SIZE
-from engine.options import OneLineParser, positive_int
+from engine.arg_types import OneLineParser, positive_int
 from tools.prepare_flow import run_opencv, run_torch
 from tools.prepare_plan import (base_info, check_info, count_frames, describe_time, list_sources, parse_shard,
                                 select_sources, shard_of, split_plan, time_pairs)
