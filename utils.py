@@ -102,6 +102,26 @@ def check_writable(path, option, folder=True):
         raise ValueError(f"{where}: cannot be made, {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ValueError(f"{where}: {probe} is not writable (permissions, or a read-only file system)")
+    try:  # os.access trusts the permission bits; /proc, /sys and some mounts still refuse a new file
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as e:
+        raise ValueError(f"{where}: nothing can be created in {probe} ({e.strerror})") from None
+
+
+def check_output_file(path, option, suffixes, inputs=()):
+    """check_writable for an output file, and never a file the command reads or another kind of
+    file: `path` may replace an existing file only if its name ends with one of `suffixes`
+    (what the command writes, e.g. ".json"), and must not be one of `inputs` (paths; None skipped)."""
+    check_writable(path, option, folder=False)
+    if not os.path.exists(path):
+        return
+    for source in inputs:
+        if source and os.path.exists(source) and os.path.samefile(path, source):
+            raise ValueError(f"{option} {path}: is also an input of this command; writing it would replace it. "
+                             "Give another file name")
+    if not path.lower().endswith(tuple(suffixes)):
+        raise ValueError(f"{option} {path}: exists and is not a {' or '.join(suffixes)} file; writing it would "
+                         f"replace it. Give a new file name ending in {suffixes[0]}")
 
 
 def current_umask():

@@ -48,6 +48,10 @@ def open_layout(kind, data_root, dirs=None, allow_packed=True):
     Raises FileNotFoundError naming the folders it looked for.
     """
     given = (dirs or FrameDirs()).given()
+    for field in given:
+        path = getattr(dirs, field)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise NotADirectoryError(f"--{field}-dir {path}: is a file; expected a folder")
     d = (dirs or FrameDirs()).under(data_root)
     if kind == "auto" and given:  # a folder named on the command line says which layout is meant
         kind = {"packed": "packed", "frames": "mmaction"}.get(given[0], "twostream")

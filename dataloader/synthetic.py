@@ -146,19 +146,25 @@ def _clear_previous(out, overwrite):
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
+MAX_VIDEOS_PER_CLASS, MAX_SIDE, MAX_FRAMES = 10_000, 4096, 10_000
+
+
 def _check_options(appearances, motions, videos_per_class, width, height, min_frames, max_frames,
                    layout, dataset, quality, seed=0, flow_texture="plain"):
     if not 1 <= appearances <= len(COLOURS):
         raise ValueError(f"appearances must be 1..{len(COLOURS)}, not {appearances}")
     if not 1 <= motions <= len(MOTIONS):
         raise ValueError(f"motions must be 1..{len(MOTIONS)}, not {motions}")
-    if videos_per_class < 1:
-        raise ValueError(f"videos_per_class must be at least 1, not {videos_per_class}")
-    if width < 32 or height < 32:
-        raise ValueError(f"frames must be at least 32x32, not {width}x{height}")
-    if not 2 <= min_frames <= max_frames:
-        raise ValueError(f"need 2 <= min_frames <= max_frames (a flow frame needs two RGB frames), "
+    # The upper bounds keep a typo from filling the disk (or, for the frame size, the memory).
+    if not 1 <= videos_per_class <= MAX_VIDEOS_PER_CLASS:
+        raise ValueError(f"videos_per_class must be 1..{MAX_VIDEOS_PER_CLASS}, not {videos_per_class}")
+    if not (32 <= width <= MAX_SIDE and 32 <= height <= MAX_SIDE):
+        raise ValueError(f"frames must be 32x32 to {MAX_SIDE}x{MAX_SIDE}, not {width}x{height}")
+    if not 2 <= min_frames <= max_frames <= MAX_FRAMES:
+        raise ValueError(f"need 2 <= min_frames <= max_frames <= {MAX_FRAMES} (a flow frame needs two RGB frames), "
                          f"got {min_frames}..{max_frames}")
+    if not 0 <= seed < 2 ** 32:
+        raise ValueError(f"seed must be 0..{2 ** 32 - 1}, not {seed}")
     if layout not in ("twostream", "mmaction"):
         raise ValueError(f"layout must be twostream or mmaction, not {layout}")
     _style(dataset)

@@ -107,13 +107,16 @@ def fit_pair(name, test, val, norms, grid=FIT_GRID):
 
 
 # ---------------------------------------------------------------- the weights file
-def check_outputs(json_path, weights_path, pairs, fit_on):
+def check_outputs(json_path, weights_path, pairs, fit_on, inputs=()):
     """fusion.py's outputs, refused before any score file is read: paths that cannot be
-    written, and a --save-weights that would not get one fitted weight to save."""
+    written or would replace an input (`inputs`: the score files) or a file of another kind,
+    and a --save-weights that would not get one fitted weight to save."""
+    if json_path and weights_path and os.path.abspath(json_path) == os.path.abspath(weights_path):
+        raise FusionError(f"--json and --save-weights name the same file {json_path}: give each its own")
     try:
         for option, path in (("--json", json_path), ("--save-weights", weights_path)):
             if path:
-                utils.check_writable(path, option, folder=False)
+                utils.check_output_file(path, option, (".json",), inputs)
     except ValueError as e:
         raise FusionError(str(e)) from None
     if weights_path and not fit_on:

@@ -116,7 +116,11 @@ def load_stream(path, device, expect=None, flow=None, size=None):
         raise CheckpointError(f"{path}: trained on '{method}' flow, which this tool cannot compute "
                               f"({', '.join(FLOW_METHODS)}); pass --flow")
     size = tuple(size or (int(info.get("width", DEFAULT_SIZE[0])), int(info.get("height", DEFAULT_SIZE[1]))))
-    return StreamModel(name, path, model, list(ckpt["classes"]), stack, int(a.get("crop_size", 224)),
+    crop = int(a.get("crop_size", 224))
+    if min(size) < crop:  # only --size can make frames smaller than the crop the model was trained on
+        raise CheckpointError(f"--size {size[0]}x{size[1]}: smaller than the {crop}-pixel crop {path} was trained "
+                              f"on; give at least {crop}x{crop}, or leave out --size for the frame size of its data")
+    return StreamModel(name, path, model, list(ckpt["classes"]), stack, crop,
                        int(a.get("test_frames", 19)), int(a.get("test_crops", 1)), size, method, source, arch,
                        ckpt.get("epoch"), warnings)
 

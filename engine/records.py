@@ -192,7 +192,7 @@ class RunRecords:
 
     @property
     def tag(self):
-        return f"{self.stream}_{self.consensus}"
+        return f"{self._get('stream', 'unknown')}_{self._get('consensus', 'unknown')}"  # file names: no '?'
 
 
 def _read_json(path):
@@ -248,7 +248,11 @@ def load_run(run_dir):
     if not rows["test"]:
         raise RecordError(f"{run_dir}: test.csv holds no readable epoch"
                           + (f" ({warnings[-1]})" if warnings else " yet"))
-    args = _read_json(os.path.join(run_dir, "args.json"))
+    args_path = os.path.join(run_dir, "args.json")
+    args = _read_json(args_path)
+    if os.path.isfile(args_path) and not args:
+        warnings.append(f"{args_path}: not a readable JSON object; the run's options are taken from its score "
+                        "file where it has them")
     # The score file's meta only stands in for a missing args.json (reading it costs time).
     meta = {} if "stream" in args else _read_meta(run_dir)
     return RunRecords(run_dir, args, meta, **rows, warnings=warnings)

@@ -240,9 +240,14 @@ def check_validation_order(val_spatial, val_motion):
 
 def swapped_warnings(pairs):
     """A warning for each file of `pairs` whose meta names the other stream than the one it
-    was passed as (a likely mix-up of --spatial and --motion; fused all the same)."""
+    was passed as (fused all the same: two runs of one stream may be fused on purpose), and
+    FusionError for a pair whose two files are both the other stream's (a swap: every table
+    row would be labelled the wrong way round)."""
     out = []
     for p in pairs:
+        if (p.spatial.meta.get("stream"), p.motion.meta.get("stream")) == ("motion", "spatial"):
+            raise FusionError(f"--spatial {p.spatial.path} holds motion scores and --motion {p.motion.path} spatial "
+                              "ones (meta 'stream'): swapped; give each file to its stream's option")
         for f, role in ((p.spatial, "spatial"), (p.motion, "motion")):
             stream = f.meta.get("stream")
             if stream in ("spatial", "motion") and stream != role:

@@ -138,6 +138,15 @@ def test_flow_and_size_other_than_the_training_data_are_warned_about(runs, capsy
     assert rc == 0 and lines(err, "warning") == []
 
 
+@TRAINED
+def test_a_size_below_the_trained_crop_names_size_not_crop_size(runs, capsys):
+    root, videos = runs
+    rc, _, err = predict(capsys, videos[0], *ckpts(root), "--size", "1x1")
+    assert rc == 2
+    line = assert_one_line(err, "--size 1x1", "32-pixel crop", "at least 32x32")
+    assert "--crop-size" not in line  # predict has no such option
+
+
 # ------------------------------------------------------------ progress in a log
 @TRAINED
 def test_progress_in_a_log_is_whole_lines_one_bar_per_phase(runs, capsys):

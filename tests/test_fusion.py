@@ -2,6 +2,7 @@
 the fusion.py command: every number is checked against an independent computation here.
 Reading and checking score files: test_scores.py."""
 import json
+import shutil
 import pickle
 
 import numpy as np
@@ -212,24 +213,35 @@ def test_help_and_bad_options(capsys):
     assert fusion_cli.main(["--spatial", "a.pkl", "--motion", "b.pkl", "--topk", "1"]) == 2
 
 
-def test_swapped_streams_warn_and_the_library_returns_the_warnings(tmp_path, capsys):
+def test_a_file_of_the_other_stream_warns_and_the_library_returns_the_warnings(tmp_path, capsys):
     s, m, _ = write_pair(tmp_path)
     assert fusion.fuse_score_files([s], [m]).warnings == []
-    result = fusion.fuse_score_files([m], [s])  # the motion file passed as spatial and back
-    assert result.warnings == [f"{m}: meta says stream 'motion' but it was passed to --spatial",
-                               f"{s}: meta says stream 'spatial' but it was passed to --motion"]
+    s2 = tmp_path / "spatial_again.pkl"  # another spatial run passed as motion (two RGB models, say)
+    shutil.copy(s, s2)
+    result = fusion.fuse_score_files([s], [s2])
+    assert result.warnings == [f"{s2}: meta says stream 'spatial' but it was passed to --motion"]
     assert capsys.readouterr() == ("", "")  # the library prints nothing
-    code, out, err = run_cli(capsys, "--spatial", m, "--motion", s)
+    code, out, err = run_cli(capsys, "--spatial", s, "--motion", s2)
     assert code == 0 and out == result.markdown() + "\n"  # fused all the same
     assert err == "".join(f"fusion.py: warning: {w}\n" for w in result.warnings)
     # A later error keeps the warnings found before it: printed first, then the error line.
     with pytest.raises(FusionError, match="also in the test files") as e:
-        fusion.fuse_score_files([m], [s], fit_on=[(s, m)])
+        fusion.fuse_score_files([s], [s2], fit_on=[(s, m)])
     assert e.value.warnings == result.warnings
-    code, out, err = run_cli(capsys, "--spatial", m, "--motion", s, "--fit-weights-on", s, m)
+    code, out, err = run_cli(capsys, "--spatial", s, "--motion", s2, "--fit-weights-on", s, m)
     assert code == 2 and out == ""
-    assert err.splitlines()[:2] == [f"fusion.py: warning: {w}" for w in result.warnings]
-    assert len(err.splitlines()) == 3 and err.splitlines()[2].startswith("fusion.py: error: ")
+    assert err.splitlines()[:1] == [f"fusion.py: warning: {w}" for w in result.warnings]
+    assert len(err.splitlines()) == 2 and err.splitlines()[1].startswith("fusion.py: error: ")
+
+
+def test_swapped_streams_are_refused(tmp_path, capsys):
+    # Both files the other stream's: every row of the table would carry the wrong label.
+    s, m, _ = write_pair(tmp_path)
+    with pytest.raises(FusionError, match="swapped"):
+        fusion.fuse_score_files([m], [s])
+    code, out, err = run_cli(capsys, "--spatial", m, "--motion", s)
+    assert code == 2 and out == ""
+    assert err.startswith("fusion.py: error: ") and len(err.splitlines()) == 1 and f"--spatial {m}" in err
 
 
 # ---------------------------------------------------------------- weights fitted on validation

@@ -101,9 +101,9 @@ def fake_cli(tmp_path, monkeypatch):
     return script
 
 
-def test_killed_run_resumes_from_its_checkpoint(tmp_path, fake_cli, capsys):
+def test_killed_run_resumes_from_its_checkpoint(data_root, tmp_path, fake_cli, capsys):
     out = tmp_path / "study"
-    argv = ["--data-root", str(tmp_path), "--out", str(out), "--consensus", "mean"]
+    argv = ["--data-root", data_root, "--out", str(out), "--consensus", "mean"]
     assert study.main(argv) == 1  # both runs killed midway: not finished
     text = capsys.readouterr()
     assert "fake run" in text.out  # --jobs 1: the run's output live on the console
@@ -129,9 +129,9 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path, fake_cli, capsys):
     assert "==> spatial_mean: skip (finished" in capsys.readouterr().out
 
 
-def test_failed_run_is_not_finished_and_restarts(tmp_path, fake_cli, capsys, monkeypatch):
+def test_failed_run_is_not_finished_and_restarts(data_root, tmp_path, fake_cli, capsys, monkeypatch):
     out = tmp_path / "study"
-    argv = ["--data-root", str(tmp_path), "--out", str(out), "--streams", "spatial", "--consensus", "max"]
+    argv = ["--data-root", data_root, "--out", str(out), "--streams", "spatial", "--consensus", "max"]
     monkeypatch.setenv("FAKE_FAIL", "1")
     assert study.main(argv) == 1
     text = capsys.readouterr().out
@@ -141,7 +141,7 @@ def test_failed_run_is_not_finished_and_restarts(tmp_path, fake_cli, capsys, mon
     assert "==> spatial_max: run" in capsys.readouterr().out  # no checkpoint: starts again
 
 
-def test_dry_run_plans_without_touching_anything(tmp_path, capsys):
+def test_dry_run_plans_without_touching_anything(data_root, tmp_path, capsys):
     out = tmp_path / "study"
     (out / "spatial_var").mkdir(parents=True)
     (out / "spatial_var" / "checkpoint.pth").write_bytes(b"x")
@@ -149,9 +149,9 @@ def test_dry_run_plans_without_touching_anything(tmp_path, capsys):
     finished.mkdir()
     (finished / "video_scores.pkl").write_bytes(b"x")
     (finished / study.DONE).write_text(json.dumps({"returncode": 0, "options": ["--epochs", "9"],
-                                                   "data_root": str(tmp_path)}))
+                                                   "data_root": data_root}))
     before = sorted(str(p) for p in out.rglob("*"))
-    argv = ["--data-root", str(tmp_path), "--out", str(out), "--consensus", "mean", "var", "--dry-run",
+    argv = ["--data-root", data_root, "--out", str(out), "--consensus", "mean", "var", "--dry-run",
             "--", "--epochs", "2", "--stack=4"]
     assert study.main(argv) == 0
     plan = capsys.readouterr().out
@@ -168,9 +168,11 @@ def test_dry_run_plans_without_touching_anything(tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [(["--", "--out", "x"], "--out is set by the study"),
                                             (["--", "--evaluate"], "--evaluate trains nothing"),
                                             (["--", "--no-such-option"], "not valid for spatial"),
-                                            (["--jobs", "0"], "--jobs")])
-def test_bad_options_exit_2(tmp_path, capsys, extra, message):
-    argv = ["--data-root", str(tmp_path), "--out", str(tmp_path / "s"), "--dry-run", *extra]
+                                            (["--jobs", "0"], "--jobs"),
+                                            (["--consensus", "mean", "mean"], "given twice"),
+                                            (["--", "--epochs", "1", "--jobs", "2"], "a study option, put it before --")])
+def test_bad_options_exit_2(data_root, tmp_path, capsys, extra, message):
+    argv = ["--data-root", data_root, "--out", str(tmp_path / "s"), "--dry-run", *extra]
     assert study.main(argv) == 2
     assert message in capsys.readouterr().err
 
@@ -178,3 +180,29 @@ def test_bad_options_exit_2(tmp_path, capsys, extra, message):
 def test_every_option_has_help(capsys):
     assert study.main(["--help"]) == 0
     assert all(a.help for a in study.build_parser()._actions)
+
+
+@pytest.mark.parametrize("root, message", [("file", "is a file"), ("nowhere", "no such folder"),
+                                           ("empty", "split list not found")])
+def test_a_data_root_without_split_lists_fails_before_any_run(tmp_path, fake_cli, capsys, root, message):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "empty").mkdir()
+    for dry in ([], ["--dry-run"]):
+        argv = ["--data-root", str(tmp_path / root), "--out", str(tmp_path / "study"), "--consensus", "mean", *dry]
+        assert study.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("tools.study: error: --data-root") and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_run_finished_with_other_options_is_refused_not_fused(data_root, tmp_path, fake_cli, capsys):
+    out = tmp_path / "study"
+    argv = ["--data-root", data_root, "--out", str(out), "--streams", "spatial", "--consensus", "mean"]
+    assert study.main(argv) == 1  # the stand-in dies in its first run
+    assert study.main(argv) == 0  # and finishes resumed
+    capsys.readouterr()
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in out.rglob("*"))
+    assert study.main(argv + ["--", "--epochs", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "finished earlier with other options" in err and str(out / "spatial_mean") in err
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in out.rglob("*")) == before

@@ -59,6 +59,11 @@ def main(argv=None):
     p.add_argument("files", nargs="+", help="JSON files written by python -m tools.benchmark --json")
     p.add_argument("--out", help="also write the table to this Markdown file")
     args = p.parse_args(argv)
+    if args.out:
+        try:
+            utils.check_output_file(args.out, "--out", (".md", ".markdown", ".txt"), args.files)
+        except ValueError as e:
+            p.error(str(e))
     text = summary(args.files)
     print(text, end="")
     if args.out:

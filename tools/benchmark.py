@@ -260,6 +260,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     threads = torch.get_num_threads()
     try:
+        if args.json:  # written at the end: fail now, not after the measurements
+            utils.check_output_file(args.json, "--json", (".json",))
         if args.threads:
             torch.set_num_threads(args.threads)
         elif args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()):

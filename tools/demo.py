@@ -72,7 +72,7 @@ def check_out(out, json_path):
         for path in (out, *(os.path.join(out, d) for d in ("data", *RUNS))):
             utils.check_writable(path, "--out", folder=True)
         if json_path:
-            utils.check_writable(json_path, "--json", folder=False)
+            utils.check_output_file(json_path, "--json", (".json",))
     except ValueError as e:
         raise DemoError(str(e)) from None
     if os.path.isfile(os.path.join(out, MARKER)):

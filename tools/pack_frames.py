@@ -30,9 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 from tqdm import tqdm
 
 import utils
-from dataloader.layout import PACKED_DIR
 from dataloader.frame_dirs import FrameDirs, open_layout
+from dataloader.layout import PACKED_DIR
 from dataloader.packed import SOURCES, SUFFIX, PackError, PackFile, write_pack
+from engine.arg_types import OneLineParser, int_up_to
 
 
 class EmptyVideo(ValueError):
@@ -93,8 +94,40 @@ def pack_video(layout, video, modality, out, force=False):
     return written, fresh, changed
 
 
+def check_out_outside_frames(out, dirs):
+    """Packs written into a frame folder would look like videos there (rgb/, u/, v/)."""
+    out = os.path.abspath(out)
+    for option, folder in (("--rgb-dir", dirs.rgb), ("--flow-dir", dirs.flow), ("--frames-dir", dirs.frames)):
+        folder = os.path.abspath(folder)
+        if out == folder or out.startswith(folder + os.sep):
+            raise ValueError(f"--out {out}: is inside the frame folder it packs ({option} {folder}), where the packs "
+                             "would look like videos; give a folder outside it (default DATA_ROOT/packed)")
+
+
+def pack_all(layout, jobs, out, args):
+    """Pack every (video, modality) of `jobs`, `args.workers` at a time, with a progress bar:
+    (packs written, already complete, replaced as changed, failures, failures to write)."""
+    written = fresh = changed = 0
+    failed, unwritable = [], []
+    with ThreadPoolExecutor(args.workers) as pool, tqdm(total=len(jobs), unit="video", dynamic_ncols=True) as bar:
+        futures = {pool.submit(pack_video, layout, v, m, out, args.force): (v, m) for v, m in jobs}
+        try:
+            for future in futures:  # in submission order; the pool runs ahead
+                try:
+                    w, f, c = future.result()
+                    written, fresh, changed = written + w, fresh + f, changed + c
+                except (OSError, EmptyVideo) as e:
+                    failed.append(f"{futures[future][0]} ({futures[future][1]}): {e}")
+                    unwritable += [e] if isinstance(e, WriteFailed) else []
+                bar.update()
+        except KeyboardInterrupt:
+            pool.shutdown(wait=True, cancel_futures=True)  # the videos being packed finish; no new one starts
+            raise
+    return written, fresh, changed, failed, unwritable
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m tools.pack_frames", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m tools.pack_frames", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-root", required=True, help="folder with jpegs_256/ + tvl1_flow/ or rawframes/")
     p.add_argument("--layout", choices=("auto", "twostream", "mmaction"), default="auto", help="layout to read")
@@ -104,7 +137,8 @@ def build_parser():
     p.add_argument("--out", help="where the packs go (default DATA_ROOT/packed, where training looks)")
     p.add_argument("--modality", nargs="+", choices=("rgb", "flow"), default=["rgb", "flow"],
                    help="which frames to pack")
-    p.add_argument("--workers", type=int, default=8, help="videos packed at the same time (threads: disk-bound)")
+    p.add_argument("--workers", type=int_up_to(256, "threads"), default=8,
+                   help="videos packed at the same time (threads: disk-bound)")
     p.add_argument("--force", action="store_true",
                    help="repack every video, also those whose packs are up to date")
     return p
@@ -112,15 +146,18 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.workers < 1:
-        print("error: --workers must be at least 1", file=sys.stderr)
-        return 2
     out = args.out or os.path.join(args.data_root, PACKED_DIR)
     try:
-        # Before any video is read: --out below a file, a file, or a folder one cannot write.
+        # Before any video is read: a --data-root that is no folder, --out below a file, a
+        # file, a folder one cannot write, or inside the frames it packs.
+        if not os.path.isdir(args.data_root):
+            what = "is a file" if os.path.exists(args.data_root) else "no such folder"
+            raise ValueError(f"--data-root {args.data_root}: {what}; expected the folder with jpegs_256/ + "
+                             "tvl1_flow/ or rawframes/")
         utils.check_writable(out, "--out", folder=True)
-        layout = open_layout(args.layout, args.data_root, FrameDirs(args.rgb_dir, args.flow_dir, args.frames_dir),
-                             allow_packed=False)
+        dirs = FrameDirs(args.rgb_dir, args.flow_dir, args.frames_dir)
+        layout = open_layout(args.layout, args.data_root, dirs, allow_packed=False)
+        check_out_outside_frames(out, dirs.under(args.data_root))
         jobs = [(v, m) for m in args.modality for v in layout.videos(m)]
         if not jobs:
             raise ValueError(f"no video folders to pack under --data-root {args.data_root} "
@@ -130,18 +167,12 @@ def main(argv=None):
         return 2
     # The folders appear with their first pack (utils.atomic_write): a run that packs nothing
     # leaves no empty packed/ behind, which --layout auto would otherwise prefer to the frames.
-    written = fresh = changed = 0
-    failed, unwritable = [], []
-    with ThreadPoolExecutor(args.workers) as pool, tqdm(total=len(jobs), unit="video", dynamic_ncols=True) as bar:
-        futures = {pool.submit(pack_video, layout, v, m, out, args.force): (v, m) for v, m in jobs}
-        for future in futures:  # in submission order; the pool runs ahead
-            try:
-                w, f, c = future.result()
-                written, fresh, changed = written + w, fresh + f, changed + c
-            except (OSError, EmptyVideo) as e:
-                failed.append(f"{futures[future][0]} ({futures[future][1]}): {e}")
-                unwritable += [e] if isinstance(e, WriteFailed) else []
-            bar.update()
+    try:
+        written, fresh, changed, failed, unwritable = pack_all(layout, jobs, out, args)
+    except KeyboardInterrupt:  # the packs written so far are whole (atomic); the rest are redone
+        print(f"\ninterrupted: the packs written so far in {out} are complete; run the same command again to "
+              "pack the rest", file=sys.stderr)
+        return 130
     print(f"{out}: {written} packs written, {fresh} already complete, {len(failed)} videos failed"
           + (f"; {changed} of the written replace packs whose frame files changed" if changed else ""),
           file=sys.stderr)

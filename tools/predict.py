@@ -26,13 +26,16 @@ from engine.predict import (check_same_classes, choose_flow_backend, fitting_hin
 from engine.runtime import pick_device
 
 
+MAX_SIDE = 8192  # the largest frames OpenCV's resize is asked for here
+
+
 def size_arg(text):
     try:
         w, h = (int(x) for x in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (e.g. 340x256), got '{text}'") from None
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got '{text}'")
+    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"each side must be 1..{MAX_SIDE}, got '{text}'")
     return w, h
 
 
@@ -100,7 +103,8 @@ def setup(args):
     if args.fusion and not (args.spatial and args.motion):
         raise ValueError(f"--fusion {args.fusion} fuses the two streams: give both --spatial and --motion")
     if args.json:
-        utils.check_writable(args.json, "--json", folder=False)
+        utils.check_output_file(args.json, "--json", (".json",),
+                                [*args.videos, args.spatial, args.motion, args.fusion])
     record = read_weights(args.fusion) if args.fusion else None
     device = pick_device(args.device)
     streams = [load_stream(path, device, name, args.flow, args.size)

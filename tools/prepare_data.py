@@ -42,7 +42,7 @@ from dataloader.catalog import DATASETS, get_dataset
 from dataloader.flow import FLOW_BACKENDS, FLOW_METHODS
 from dataloader.layout import FLOW_COMPONENTS, FLOW_DIR, PREPARE_INFO, RGB_DIR
 from dataloader.video import DEFAULT_SIZE
-from engine.arg_types import OneLineParser, positive_int
+from engine.arg_types import OneLineParser, int_up_to, positive_int
 from tools.prepare_flow import run_opencv, run_torch
 from tools.prepare_plan import (base_info, check_info, count_frames, describe_time, list_sources, parse_shard,
                                 select_sources, shard_of, split_plan, time_pairs)
@@ -65,23 +65,25 @@ def build_parser():
                         "auto: torch where a CUDA GPU is, else opencv")
     p.add_argument("--flow-device", help="device of the torch backend (cuda, cuda:1, cpu); default: cuda if there "
                                          "is one, else cpu")
-    p.add_argument("--flow-batch", type=positive_int, default=64,
+    p.add_argument("--flow-batch", type=int_up_to(4096, "frame pairs"), default=64,
                    help="torch backend: frame pairs computed at once (of several videos); lowered when memory runs out")
-    p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
+    cores = os.cpu_count() or 1
+    p.add_argument("--workers", type=int_up_to(4 * cores, f"4 per CPU core, {cores} here"), default=cores,
                    help="processes that decode and write (and, with opencv, compute the flow), one video each")
     p.add_argument("--shard", metavar="K/N", help="only the K-th of N disjoint parts of the videos (by name)")
     p.add_argument("--limit", type=positive_int, help="only the first N videos in sorted order")
     p.add_argument("--videos", nargs="+", metavar="NAME",
                    help="only these videos (as the split lists, the frame folders or the files name them)")
-    p.add_argument("--width", type=positive_int, default=DEFAULT_SIZE[0], help="frame width after resizing")
-    p.add_argument("--height", type=positive_int, default=DEFAULT_SIZE[1], help="frame height after resizing")
+    side = int_up_to(8192, "a 32-pixel crop needs 32", low=32)
+    p.add_argument("--width", type=side, default=DEFAULT_SIZE[0], help="frame width after resizing")
+    p.add_argument("--height", type=side, default=DEFAULT_SIZE[1], help="frame height after resizing")
     p.add_argument("--dry-run", action="store_true",
                    help="show the plan (videos, split lists) and an estimated time from a few timed frame pairs; "
                         "write nothing")
     f = p.add_argument_group("split lists of your own videos (--dataset folders)")
     f.add_argument("--test-fraction", type=float, default=folders.DEFAULT_TEST_FRACTION,
                    help="share of each class's videos in the test lists")
-    f.add_argument("--seed", type=int, default=0, help="seed of the split; split N is drawn with (seed, N)")
+    f.add_argument("--seed", type=int_up_to(2 ** 32 - 1, "32 bits", low=0), default=0, help="seed of the split; split N is drawn with (seed, N)")
     f.add_argument("--group-regex", default=folders.DEFAULT_GROUP_REGEX,
                    help="videos whose file names give the same match (its first group) stay on one side; '' for none")
     f.add_argument("--redraw-splits", action="store_true",
@@ -109,6 +111,16 @@ def check_options(args):
         raise ValueError(f"--videos-dir {args.videos_dir}: not found")
     if not os.path.isdir(args.videos_dir):
         raise ValueError(f"--videos-dir {args.videos_dir}: is a file; expected the folder holding the class folders")
+    if not args.out:
+        raise ValueError("--out is empty: give the folder for the frames, the flow and the split lists")
+    videos, out = os.path.abspath(args.videos_dir), os.path.abspath(args.out)
+    if out == videos or out.startswith(videos + os.sep):
+        raise ValueError(f"--out {args.out}: is inside --videos-dir {args.videos_dir}, where the frame folders "
+                         "would look like classes; give a folder outside it")
+    made = [d for d in (RGB_DIR, FLOW_DIR, PREPARE_INFO) if os.path.exists(os.path.join(videos, d))]
+    if made:
+        raise ValueError(f"--videos-dir {args.videos_dir}: holds {', '.join(made)}, so it is a prepared data folder, "
+                         "not videos; train with --data-root on it, or give the folder of the class folders")
     if not 0 < args.test_fraction < 1:
         raise ValueError(f"--test-fraction must be between 0 and 1, not {args.test_fraction}")
     try:

@@ -52,7 +52,10 @@ def list_sources(videos_dir, spec):
     seen = {}
     for s in sources:
         if s.folder in seen:
-            raise ValueError(f"two videos would share the output folder '{s.folder}': {seen[s.folder]} and {s.path}")
+            hint = ("" if spec.name == "folders" else f"; these are not {spec.name} names: for your own videos "
+                    "pass --dataset folders")
+            raise ValueError(f"two videos would share the output folder '{s.folder}': {seen[s.folder]} and "
+                             f"{s.path}{hint}")
         seen[s.folder] = s.path
     if spec.name_warning and (warning := spec.name_warning([s.stem for s in sources])):
         print(f"warning: {warning}", file=sys.stderr)

@@ -41,8 +41,10 @@ def build_parser():
 def check_outputs(args):
     """Fail before anything is printed or written where --output or --picture-dir cannot be
     written (ValueError naming the option, the path and why)."""
+    if args.picture_dir and not args.plots:
+        raise ValueError(f"--picture-dir {args.picture_dir} copies the PNGs that --plots draws: add --plots")
     if args.output:
-        utils.check_writable(args.output, "--output", folder=False)
+        utils.check_output_file(args.output, "--output", (".md", ".markdown", ".txt"))
     if args.plots and args.picture_dir:
         utils.check_writable(args.picture_dir, "--picture-dir", folder=True)
 

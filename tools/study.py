@@ -133,13 +133,16 @@ class StudyRun:
         return cmd
 
 
+OTHER_RUN = "finished earlier with other options"
+
+
 def job_state(out, options, data_root):
     """('finished' | 'resume' | 'start', note) of a run folder."""
     done = finished(out)
     if done:
         if done.get("options") != options or done.get("data_root") != data_root:
-            return "finished", (f"finished earlier with other options ({shlex.join(done.get('options', []))}, "
-                                f"data {done.get('data_root')}); kept: delete the folder to retrain")
+            return "finished", (f"{OTHER_RUN} ({shlex.join(done.get('options', []))}, "
+                                f"data {done.get('data_root')}); a real run refuses: delete the folder to retrain")
         return "finished", f"finished {done.get('finished_at', '')}"
     if os.path.isfile(os.path.join(out, "checkpoint.pth")):
         return "resume", "cut short earlier: resumes from its checkpoint.pth"
@@ -161,14 +164,42 @@ def validate(jobs, parsers, data_root):
     typo fails now, not after days of training the runs before it."""
     from engine.options import check_args
     if not os.path.isdir(data_root):
-        raise StudyError(f"--data-root {data_root}: no such folder")
+        what = "is a file; expected the data folder" if os.path.exists(data_root) else "no such folder"
+        raise StudyError(f"--data-root {data_root}: {what}")
     for job in jobs:
         try:
-            check_args(parsers[job.stream].parse_args(job.command(data_root)[2:]))
+            check_args(parsed := parsers[job.stream].parse_args(job.command(data_root)[2:]))
         except SystemExit:  # argparse printed the CLI's usage error
-            raise StudyError(f"{job.name}: the options above are not valid for {job.stream}") from None
+            study_only = [o for o in job.options if o.split("=")[0] in STUDY_ONLY]
+            hint = f" ({', '.join(study_only)}: a study option, put it before --)" if study_only else ""
+            raise StudyError(f"{job.name}: the options above are not valid for {job.stream}{hint}") from None
         except ValueError as e:
             raise StudyError(f"{job.name}: {e}") from None
+    if jobs:  # the split lists every run reads: a wrong --data-root fails here, not after the first launch
+        read_split_lists(parsed)
+
+
+STUDY_ONLY = ("--dry-run", "--jobs", "--streams")
+
+
+def read_split_lists(args):
+    """The split lists a run with these options would read, or StudyError naming them."""
+    from dataloader.catalog import get_dataset
+    from dataloader.splits import SplitError
+    from engine.data import resolve_dataset
+    resolve_dataset(args)
+    dataset = get_dataset(args.dataset)
+    try:
+        dataset.read_split(args.splits_dir or dataset.splits_dir(args.data_root), args.split)
+    except SplitError as e:
+        raise StudyError(f"--data-root {args.data_root}: {e}") from None
+
+
+def refuse_other_finished_runs(jobs):
+    """A run finished with other options or data would be fused and reported as this study's."""
+    other = [f"{job.out} ({job.note})" for job in jobs if job.state == "finished" and job.note.startswith(OTHER_RUN)]
+    if other:
+        raise StudyError(f"{'; '.join(other)}. Give a new --out, or delete those folders to retrain them")
 
 
 def check_out(args):
@@ -209,12 +240,18 @@ def dry_run(jobs, args):
 def study(args, passthrough):
     if args.jobs < 1:
         raise StudyError("--jobs must be at least 1")
+    if not args.out:
+        raise StudyError("--out is empty: give the study's folder")
+    for option, values in (("--consensus", args.consensus), ("--streams", args.streams)):
+        if len(set(values)) < len(values):
+            raise StudyError(f"{option} {' '.join(values)}: a name given twice would train the same run twice")
     check_out(args)
     parsers = stream_parsers()
     jobs = plan(args, route(passthrough, parsers))
     validate(jobs, parsers, args.data_root)
     if args.dry_run:
         return dry_run(jobs, args)
+    refuse_other_finished_runs(jobs)
     print_plan(jobs, args.data_root, commands=False)
     failed = run_jobs([j for j in jobs if j.state != "finished"], args.data_root, args.jobs)
     status = 1 if failed else 0
