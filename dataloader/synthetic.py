@@ -189,6 +189,10 @@ def generate(out, appearances=3, motions=2, videos_per_class=10, width=160, heig
     start = time.time()
     os.makedirs(out, exist_ok=True)
     _clear_previous(out, overwrite)
+    # The marker first: a run cut short (Ctrl-C, a full disk) leaves a set this tool may replace
+    # with --overwrite; it names no options, so nothing takes the partial set for a whole one.
+    utils.save_json({"incomplete": "cut short while writing; generate it again with --overwrite"},
+                    os.path.join(out, MARKER))
     specs = class_specs(appearances, motions, dataset)
     classes = [name for name, _, _ in specs]
     videos = plan_videos(specs, videos_per_class, dataset)

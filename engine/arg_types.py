@@ -66,3 +66,13 @@ def auto_or_count(text):
     if n < 0:
         raise argparse.ArgumentTypeError(f"must be 'auto' or at least 0, got {n}")
     return n
+
+
+class Once(argparse.Action):
+    """An option that may be given once: a second value (a pasted command line, a typo for the
+    other stream's option) is an error, not silently the one that counts."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)} and {values}); give it once")
+        setattr(namespace, self.dest, values)

@@ -76,6 +76,11 @@ def main(spec, argv=None):
         print(f"error: out of memory; {MEMORY_HINT}", file=sys.stderr)
         return 2
     except RuntimeError as e:
+        if stop.signum is not None and "DataLoader worker" in str(e):
+            # A SIGTERM to the process group (timeout, a job scheduler) reached the data workers
+            # too: their death is the stop that was asked for, not a failure.
+            print(resume_hint(spec, args, argv, replacing=replacing(args, session)), file=sys.stderr)
+            return 128 + stop.signum
         if out_of_memory(e):
             print(f"error: out of memory ({one_line(e)[:200]}); {MEMORY_HINT}", file=sys.stderr)
             return 2

@@ -219,3 +219,81 @@ def test_ctrl_c_while_packing_is_one_line_and_the_rerun_finishes(tmp_path):
     packs = {p.name for p in out.rglob("*.pack")}
     assert len(packs) == len(os.listdir(data / "jpegs_256"))
     assert json.loads((data / "synthetic.json").read_text())  # the frames are untouched and still described
+
+
+def interrupt_when(cmd, ready, sig=signal.SIGINT, group=False):
+    """Run `cmd`, send `sig` (to its process group: a terminal's Ctrl-C, timeout's SIGTERM)
+    once ready() holds; (exit status, stderr)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=group)
+    deadline = time.time() + 120
+    while not ready() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_ctrl_c_while_generating_leaves_a_set_that_overwrite_replaces(tmp_path):
+    out = tmp_path / "synth"
+    cmd = [sys.executable, "-m", "tools.make_synthetic", str(out), "--videos-per-class", "40"]
+    code, err = interrupt_when(cmd, lambda: (out / "jpegs_256").is_dir())
+    assert code == 130 and "Traceback" not in err and "--overwrite" in err, err
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "--overwrite" in again.stderr  # a partial set is not silently reused
+    again = subprocess.run(cmd + ["--overwrite"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "synthetic.json").read_text())["videos_per_class"] == 40
+
+
+def test_sigterm_to_a_training_and_its_data_workers_is_a_stop_not_a_traceback(tmp_path):
+    data = make_tiny_data(tmp_path / "data", seed=4)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "spatial_cnn.py", "--data-root", str(data), "--out", str(out), "--pretrained", "none",
+           "--crop-size", "32", "--batch-size", "2", "--workers", "2", "--test-frames", "2", "--epochs", "500",
+           "--no-plots", "--device", "cpu"]
+    code, err = interrupt_when(cmd, lambda: (out / "checkpoint.pth").is_file(), signal.SIGTERM, group=True)
+    assert code == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and f"--resume {out / 'checkpoint.pth'}" in err
+
+
+@pytest.mark.parametrize("case", ["a_run", "epochs_0", "seed_negative"])
+def test_the_demo_refuses_before_any_step(tmp_path, capsys, case):
+    import tools.demo
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "args.json").write_text("{}")
+    (run / "checkpoint.pth").write_bytes(b"weights")
+    before = checksums(run)
+    argv = {"a_run": ["--out", str(run)], "epochs_0": ["--out", str(tmp_path / "d"), "--epochs", "0"],
+            "seed_negative": ["--out", str(tmp_path / "d"), "--seed", "-1"]}[case]
+    assert exit_code(tools.demo.main, argv) == 2
+    line = one_error_line(capsys)
+    assert ("did not write" in line) if case == "a_run" else ("argument --" in line)
+    assert checksums(run) == before and sorted(os.listdir(run)) == ["args.json", "checkpoint.pth"]
+    assert not (tmp_path / "d").exists()
+
+
+# ------------------------------------------------------------ benchmarks and predict's options
+@pytest.mark.parametrize("argv, reason", [
+    (["--sizes", "0x0"], "each side must be 32..4096"), (["--sizes", "1000000000000x48"], "each side"),
+    (["--pairs", str(10 ** 12)], "argument --pairs"), (["--backends", "torch", "--batch-sizes", "8", "--pairs", "2"],
+                                                      "below the largest of --batch-sizes"),
+    (["--video", "/nonexistent.avi"], "no such file"),
+])
+def test_the_flow_benchmark_refuses_at_once(capsys, argv, reason):
+    import tools.benchmark_flow
+    assert exit_code(tools.benchmark_flow.parse_args, argv) == 2
+    assert reason in one_error_line(capsys)
+
+
+def test_the_benchmark_refuses_a_batch_that_would_run_for_days(capsys):
+    import tools.benchmark
+    assert tools.benchmark.main(["--batch-size", str(10 ** 12), "--device", "cpu"]) == 2
+    assert "--batch-size must be 1..1024" in one_error_line(capsys)
+
+
+def test_predict_refuses_a_checkpoint_option_given_twice(files, capsys):
+    argv = [str(files["video"]), "--spatial", str(files["ckpt"]), "--spatial", str(files["video"])]
+    assert exit_code(tools.predict.main, argv) == 2
+    assert "--spatial given twice" in capsys.readouterr().err

@@ -122,17 +122,25 @@ def build_parser():
     return p
 
 
+# Upper bounds: a typo (an extra zero or three) must not run for days or allocate terabytes.
+LIMITS = {"batch_size": 1024, "crop_size": 4096, "num_segments": 64, "stack": 64, "batches": 10_000, "repeats": 100,
+          "warmup": 1000, "step_batches": 10_000, "train_batches": 10_000, "eval_videos": 100_000,
+          "test_batch_size": 1024, "test_frames": 250, "synthetic_videos": 10_000, "frame_width": 4096,
+          "frame_height": 4096}
+
+
 def check_options(args):
-    for name in ("batch_size", "crop_size", "num_segments", "stack", "batches", "repeats", "warmup",
-                 "step_batches", "train_batches", "eval_videos", "test_batch_size", "test_frames"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.workers < 0:
-        raise ValueError("--workers must be 0 or more")
+    for name, limit in LIMITS.items():
+        if not 1 <= getattr(args, name) <= limit:
+            raise ValueError(f"--{name.replace('_', '-')} must be 1..{limit}, got {getattr(args, name)}")
+    if not 0 <= args.workers <= 4 * (os.cpu_count() or 1):
+        raise ValueError(f"--workers must be 0..{4 * (os.cpu_count() or 1)} (4 per CPU core), got {args.workers}")
+    if not 0 <= args.seed < 2 ** 32:
+        raise ValueError(f"--seed must be 0..{2 ** 32 - 1}, got {args.seed}")
     if args.target_samples_per_s is not None and not args.target_samples_per_s > 0:
         raise ValueError("--target-samples-per-s must be positive")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError("--threads must be at least 1")
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        raise ValueError(f"--threads must be 1..1024, got {args.threads}")
 
 
 # ------------------------------------------------------------------------ report

@@ -22,10 +22,11 @@ Both libraries get --threads threads (torch.set_num_threads, cv2.setNumThreads).
 table, then one JSON line: {"flow_pairs_per_s": [{"backend", "device", "batch", "size",
 "threads", "pairs_per_s"}, ...], "agreement": [...], "peak_gpu_mb": [...], ...}.
 """
-import argparse
 import json
+import os
 import platform
 import statistics
+import sys
 import time
 
 import cv2
@@ -34,6 +35,7 @@ import torch
 
 from dataloader import tvl1
 from dataloader.flow import FLOW_BACKENDS, compute_flow_batch
+from engine.arg_types import OneLineParser, int_up_to
 from tools.flow_scenes import make_pair, parse_size
 
 
@@ -73,7 +75,7 @@ def video_pairs(path, n, width, height, step=7):
     to width x height (INTER_AREA)."""
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
-        raise SystemExit(f"cannot open video {path}")
+        raise SystemExit(f"python -m tools.benchmark_flow: error: --video {path}: OpenCV cannot open it as a video")
     prevs, nexts, last, index = [], [], None, 0
     while len(prevs) < n:
         ok, frame = cap.read()
@@ -86,7 +88,7 @@ def video_pairs(path, n, width, height, step=7):
             nexts.append(grey)
         last, index = grey, index + 1
     if not prevs:
-        raise SystemExit(f"no frame pairs in {path}")
+        raise SystemExit(f"python -m tools.benchmark_flow: error: --video {path}: no frame pairs in it")
     return prevs, nexts, None
 
 
@@ -135,30 +137,42 @@ def cpu_name():
         return platform.processor() or platform.machine()
 
 
+MAX_PAIRS = 10_000
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m tools.benchmark_flow", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="340x256", help="WIDTHxHEIGHT[,WIDTHxHEIGHT...]")
     parser.add_argument("--batch-sizes", default="1,8", help="torch batch sizes, e.g. 1,8,32")
     parser.add_argument("--backends", default="opencv,torch", help=",".join(FLOW_BACKENDS))
     parser.add_argument("--device", default="cpu", help="the torch backend's device (cpu, cuda)")
-    parser.add_argument("--pairs", type=int, default=8,
+    parser.add_argument("--pairs", type=int_up_to(MAX_PAIRS, "minutes of TV-L1 already"), default=8,
                         help="pairs per run (at least the largest batch size)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+    parser.add_argument("--threads", type=int_up_to(1024, "threads"), default=torch.get_num_threads(),
                         help="threads for both libraries (default: torch's current number)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int_up_to(100, "repeats"), default=3)
+    parser.add_argument("--seed", type=int_up_to(2 ** 32 - 1, "32 bits", low=0), default=0)
     parser.add_argument("--video", help="take pairs of consecutive frames of this video instead")
     args = parser.parse_args(argv)
     try:
         args.sizes = [parse_size(s) for s in args.sizes.split(",")]
+    except ValueError as e:
+        parser.error(f"--sizes: {e}")
+    try:
         args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     except ValueError:
-        parser.error("--sizes takes WIDTHxHEIGHT[,...], --batch-sizes integers")
+        parser.error(f"--batch-sizes takes integers (e.g. 1,8,32), got '{args.batch_sizes}'")
+    if not all(1 <= b <= MAX_PAIRS for b in args.batch_sizes):
+        parser.error(f"--batch-sizes: each must be 1..{MAX_PAIRS}")
+    if "torch" in args.backends.split(",") and args.pairs < max(args.batch_sizes):
+        parser.error(f"--pairs {args.pairs} is below the largest of --batch-sizes ({max(args.batch_sizes)}): "
+                     "that batch would time fewer pairs than it holds")
+    if args.video and not os.path.isfile(args.video):
+        what = "is a folder" if os.path.isdir(args.video) else "no such file"
+        parser.error(f"--video {args.video}: {what}; expected a video file")
     args.backends = args.backends.split(",")
     if not set(args.backends) <= set(FLOW_BACKENDS):
         parser.error(f"--backends: choose from {', '.join(FLOW_BACKENDS)}")
-    if min(args.batch_sizes) < 1 or args.pairs < 1 or args.threads < 1 or args.repeats < 1:
-        parser.error("--batch-sizes, --pairs, --threads and --repeats must be positive")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: torch sees no CUDA device")
     return args
@@ -183,8 +197,8 @@ def main(argv=None):
         size = f"{width}x{height}"
         results = measure(configs, prevs, nexts, args.device, args.repeats)
         print(f"\n{size}, {n} pairs ({'video ' + args.video if args.video else 'flow_scenes'})")
-        print(f"| backend | device | batch | pairs/s | s/pair | peak GPU MB |")
-        print(f"|---|---|---|---|---|---|")
+        print("| backend | device | batch | pairs/s | s/pair | peak GPU MB |")
+        print("|---|---|---|---|---|---|")
         for (backend, batch), (seconds, flow, peak) in results.items():
             device = "cpu" if backend == "opencv" else args.device
             rate = n / seconds
@@ -217,4 +231,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\npython -m tools.benchmark_flow: interrupted; nothing was written", file=sys.stderr)
+        sys.exit(130)

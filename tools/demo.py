@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 
@@ -55,7 +56,13 @@ class DemoError(ValueError):
 
 def sh(cmd):
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    with subprocess.Popen(cmd, cwd=ROOT) as step:
+        try:
+            code = step.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the step as well: let it stop and speak first
+            code = step.wait()
+    if code:
+        raise subprocess.CalledProcessError(code, cmd)
 
 
 def check_out(out, json_path):
@@ -77,6 +84,10 @@ def check_out(out, json_path):
         raise DemoError(str(e)) from None
     if os.path.isfile(os.path.join(out, MARKER)):
         return True
+    others = sorted(set(os.listdir(out)) - {"data", *RUNS, "fusion.json"}) if os.path.isdir(out) else []
+    if others:  # a run's own folder (args.json, checkpoint.pth), one's videos, a data root...
+        raise DemoError(f"--out {out}: holds {', '.join(others[:3])}{', ...' if len(others) > 3 else ''}, which the "
+                        "demo did not write; give an empty or new folder")
     for name in RUNS:
         run = os.path.join(out, name)
         if finished_files(run):
@@ -167,11 +178,17 @@ def print_files(out, json_path=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from engine.arg_types import OneLineParser, int_up_to
+    p = OneLineParser(prog="python -m tools.demo", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    cores = os.cpu_count() or 1
     p.add_argument("--out", default="demo", help="folder for the generated data and the runs")
-    p.add_argument("--epochs", type=int, default=8, help="epochs per stream")
-    p.add_argument("--workers", type=int, default=1, help="data-loading processes")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated data and of the trainings")
+    p.add_argument("--epochs", type=int_up_to(500, "the streams' default upper bound"), default=8,
+                   help="epochs per stream")
+    p.add_argument("--workers", type=int_up_to(4 * cores, f"4 per CPU core, {cores} here", low=0), default=1,
+                   help="data-loading processes")
+    p.add_argument("--seed", type=int_up_to(2 ** 32 - 1, "32 bits", low=0), default=0,
+                   help="seed of the generated data and of the trainings")
     p.add_argument("--json", metavar="PATH", help="also write the summary table as JSON")
     args = p.parse_args(argv)
     out = os.path.abspath(args.out)
@@ -195,8 +212,14 @@ def main(argv=None):
         sh([py, "motion_cnn.py", *run, "--stack", "5", "--out", os.path.join(out, "motion")])
         sh([py, *fusion_command(out)])
     except subprocess.CalledProcessError as e:
+        if e.returncode in (130, -signal.SIGINT):  # Ctrl-C reached the step too, which said what it kept
+            print("demo: interrupted; run the same command again to redo it", file=sys.stderr)
+            return 130
         print(f"demo: a step failed (exit status {e.returncode}); see its message above", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ndemo: interrupted; run the same command again to redo it", file=sys.stderr)
+        return 130
     table = print_summary(out)
     if args.json:
         utils.save_json(table, args.json)

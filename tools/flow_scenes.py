@@ -222,10 +222,18 @@ def make_pairs(n, width, height, seed=0):
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+MIN_SIDE, MAX_SIDE = 32, 4096  # below, the 5-scale pyramid has nothing to work on; above, a typo
+
+
 def parse_size(text):
-    """'340x256' -> (340, 256) (width, height)."""
-    w, h = text.lower().split("x")
-    return int(w), int(h)
+    """'340x256' -> (340, 256) (width, height); ValueError naming the rule otherwise."""
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"expected WIDTHxHEIGHT (e.g. 340x256), got '{text}'") from None
+    if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+        raise ValueError(f"each side must be {MIN_SIDE}..{MAX_SIDE}, got '{text}'")
+    return w, h
 
 
 def main(argv=None):
@@ -234,7 +242,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="scene.png", help="the two frames side by side")
     args = parser.parse_args(argv)
-    width, height = parse_size(args.size)
+    try:
+        width, height = parse_size(args.size)
+    except ValueError as e:
+        parser.error(f"--size: {e}")
     f0, f1, flow = make_pair(width, height, args.seed)
     cv2.imwrite(args.out, np.hstack([f0, f1]))
     speed = np.hypot(flow[..., 0], flow[..., 1])

@@ -69,6 +69,10 @@ def main(argv=None):
     except (ValueError, OSError) as e:  # OSError: a folder that cannot be made after all, a full disk
         print(f"{parser.prog}: error: {one_line(e)}", file=sys.stderr)  # one line: the usage says nothing about it
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{parser.prog}: interrupted; {args.out} holds part of the data set: run the same command with "
+              "--overwrite to write it whole", file=sys.stderr)
+        return 130
     return 0
 
 

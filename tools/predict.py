@@ -18,6 +18,7 @@ import sys
 
 import utils
 from dataloader.flow import FLOW_BACKENDS, FLOW_METHODS
+from engine.arg_types import Once
 from engine.checkpoint import CheckpointError
 from engine.fusion import NORMALISATIONS, parse_weights
 from engine.fusion_fit import NORM_WORDS, checkpoint_warnings, describe, read_weights
@@ -45,9 +46,9 @@ def build_parser():
     p = argparse.ArgumentParser(prog="python -m tools.predict", description=__doc__.split("\n\n")[0],
                                 epilog="Exit status: 0 ok, 2 bad input (one line on stderr each), 130 interrupted.")
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (anything OpenCV decodes)")
-    p.add_argument("--spatial", metavar="CKPT", help="spatial stream checkpoint (model_best.pth or checkpoint.pth)")
-    p.add_argument("--motion", metavar="CKPT", help="motion stream checkpoint")
-    p.add_argument("--fusion", metavar="W.json", help="fuse with the weight and normalisation that fusion.py "
+    p.add_argument("--spatial", metavar="CKPT", action=Once, help="spatial stream checkpoint (model_best.pth or checkpoint.pth)")
+    p.add_argument("--motion", metavar="CKPT", action=Once, help="motion stream checkpoint")
+    p.add_argument("--fusion", metavar="W.json", action=Once, help="fuse with the weight and normalisation that fusion.py "
                    "--fit-weights-on VAL_S VAL_M --save-weights W.json fitted on validation scores; not together "
                    "with --weights or --normalize (refused: the file says both)")
     p.add_argument("--weights", type=parse_weights, metavar="A:B",
