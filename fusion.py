@@ -64,8 +64,7 @@ def build_parser():
 
 def run(args):
     """Everything after argument parsing; raises FusionError on bad input (outputs: before any fusing)."""
-    check_outputs(args.json, args.save_weights, len(args.spatial), args.fit_weights_on,
-                  [*args.spatial, *args.motion, *(f for pair in args.fit_weights_on or [] for f in pair)])
+    check_outputs(args.json, args.save_weights, len(args.spatial), args.fit_weights_on, [*args.spatial, *args.motion])
     try:
         splits = load_split(args.dataset, args.splits_dir, args.split) if args.splits_dir else None
     except SplitError as e:

@@ -1,7 +1,7 @@
 """--check-data: decode every frame of every listed video, in parallel, without training."""
 from torch.utils.data import DataLoader, Dataset
 
-import utils
+import progress
 
 
 class FrameCheck(Dataset):
@@ -27,7 +27,7 @@ def check_frames(datasets, workers):
     bad = []
     for name, clips in datasets.items():
         loader = DataLoader(FrameCheck(clips), batch_size=None, num_workers=workers)
-        for video, n, bad_paths in utils.progress(loader, desc=f"checking {name}", mininterval=1):
+        for video, n, bad_paths in progress.progress(loader, desc=f"checking {name}", mininterval=1):
             total_videos += 1
             total_frames += n
             bad.extend(bad_paths)

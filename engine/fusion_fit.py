@@ -109,8 +109,10 @@ def fit_pair(name, test, val, norms, grid=FIT_GRID):
 # ---------------------------------------------------------------- the weights file
 def check_outputs(json_path, weights_path, pairs, fit_on, inputs=()):
     """fusion.py's outputs, refused before any score file is read: paths that cannot be
-    written or would replace an input (`inputs`: the score files) or a file of another kind,
-    and a --save-weights that would not get one fitted weight to save."""
+    written or would replace an input (`inputs`: the test score files; the `fit_on` pairs
+    count too) or a file of another kind, and a --save-weights that would not get one fitted
+    weight to save."""
+    inputs = [*inputs, *(path for pair in fit_on or [] for path in pair)]
     if json_path and weights_path and os.path.abspath(json_path) == os.path.abspath(weights_path):
         raise FusionError(f"--json and --save-weights name the same file {json_path}: give each its own")
     try:

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+import progress
 import utils
 from dataloader.datasets import ClipBatch
 from dataloader.encoded import EncodedBatch, decode_clips
@@ -67,7 +68,7 @@ def train_one_epoch(model, loader, optimizer, device, epoch, cfg, info=SINGLE_PR
     batch_time, data_time = utils.AverageMeter(), utils.AverageMeter()
     sums = np.zeros(5)  # loss*n, correct@1, correct@5, n, bad frames
     end = time.perf_counter()
-    bar = utils.progress(loader, desc=f"epoch {epoch} train", disable=not (cfg.progress and info.is_main),
+    bar = progress.progress(loader, desc=f"epoch {epoch} train", disable=not (cfg.progress and info.is_main),
                          mininterval=1)
     for step, batch in enumerate(bar):
         data_time.update(time.perf_counter() - end)
@@ -112,7 +113,7 @@ def evaluate(model, dataset, device, cfg, info=SINGLE_PROCESS, desc="test"):
     loader = make_loader(shard, cfg.test_batch_size, device, min(cfg.workers, len(shard)), cfg.seed)
     indices, scores, bad = [], [], 0
     start = time.perf_counter()
-    for batch in utils.progress(loader, desc=desc, disable=not (cfg.progress and info.is_main), mininterval=1):
+    for batch in progress.progress(loader, desc=desc, disable=not (cfg.progress and info.is_main), mininterval=1):
         x, _ = to_device(batch, device, cfg.modality)
         with autocast(device, cfg.amp):
             s = model.video_scores(x)  # (B, C)

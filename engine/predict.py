@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-import utils
+import progress
 
 from dataloader.datasets import ClipDataset
 from dataloader.flow import DEFAULT_FLOW, FLOW_METHODS
@@ -186,10 +186,10 @@ def stream_scores(stream, layout, video, device):
 
 
 def _bar(desc, unit, total, enabled):
-    """One phase's progress (utils.progress): a bar on a terminal, gone when the phase ends (the
+    """One phase's progress (progress.progress): a bar on a terminal, gone when the phase ends (the
     prediction follows); whole lines in a log or pipe, the closing one kept with the phase's total."""
     tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    return utils.progress(total=total, desc=desc, unit=unit, disable=not enabled, leave=not tty)
+    return progress.progress(total=total, desc=desc, unit=unit, disable=not enabled, leave=not tty)
 
 
 def predict_video(path, streams, device, progress=True, flow_backend="opencv"):

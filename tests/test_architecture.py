@@ -7,7 +7,7 @@ import re
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIBRARY = ["engine", "dataloader", "network", "utils.py"]
+LIBRARY = ["engine", "dataloader", "network", "utils.py", "progress.py"]
 ABOVE_THE_LIBRARY = ("tools", "spatial_cnn", "motion_cnn", "fusion")
 
 

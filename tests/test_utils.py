@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import utils
+import progress
 from utils import (AverageMeter, accuracy, atomic_write, confusion_matrix, load_checkpoint,
                    load_pickle_safe, mean_class_accuracy, read_csv, save_csv, save_json,
                    save_pickle, save_text, save_torch)
@@ -205,7 +205,7 @@ def test_progress_to_a_file_is_whole_lines_without_carriage_returns():
     """Redirected to a log, a bar is a line every LOG_INTERVAL seconds and one at the end."""
     ticks = iter(range(0, 1000, 20))  # each reading of the clock: 20 s later
     out = io.StringIO()
-    bar = utils.LineProgress(range(5), file=out, desc="epoch 0 train", unit="batch", clock=lambda: next(ticks))
+    bar = progress.LineProgress(range(5), file=out, desc="epoch 0 train", unit="batch", clock=lambda: next(ticks))
     for _ in bar:
         bar.set_postfix(loss="0.693")
     text = out.getvalue()
@@ -222,9 +222,9 @@ def test_progress_on_a_terminal_is_tqdm_and_to_a_file_lines_and_disabled_says_no
         def isatty(self):
             return True
 
-    assert type(utils.progress(range(2), file=Terminal())).__name__ == "tqdm"
-    assert isinstance(utils.progress(range(2), file=io.StringIO()), utils.LineProgress)
+    assert type(progress.progress(range(2), file=Terminal())).__name__ == "tqdm"
+    assert isinstance(progress.progress(range(2), file=io.StringIO()), progress.LineProgress)
     out = io.StringIO()
-    with utils.progress(total=3, file=out, desc="x", disable=True) as bar:
+    with progress.progress(total=3, file=out, desc="x", disable=True) as bar:
         bar.update(3)
     assert out.getvalue() == ""

@@ -36,6 +36,7 @@ import os
 import re
 import sys
 
+import progress
 import utils
 from dataloader import folders
 from dataloader.catalog import DATASETS, get_dataset
@@ -185,7 +186,7 @@ def extract(args, jobs, estimated, backend, device):
     """Run the jobs with a progress bar in frame pairs. Returns (done, failed) Results."""
     done, failed = [], []
     total = sum(estimated.values())
-    with utils.progress(total=total, unit="pair", desc="frame pairs", smoothing=0.05) as bar:
+    with progress.progress(total=total, unit="pair", desc="frame pairs", smoothing=0.05) as bar:
         workers = min(args.workers, len(jobs))
         runs = (run_opencv([j for j, _ in jobs], workers, args.flow, bar) if backend == "opencv"
                 else run_torch([j for j, _ in jobs], workers, device, args.flow_batch, bar))
