@@ -136,4 +136,4 @@ def test_malformed_split_list_fails_before_training(own_data, tmp_path, capsys, 
 def test_wrong_data_root_says_where_it_looked(tmp_path, capsys):
     assert run(tmp_path / "nowhere", tmp_path / "out", "--epochs", "1") == 2
     err = capsys.readouterr().err
-    assert "nowhere" in err and "classInd.txt" in err
+    assert "--data-root" in err and "nowhere: no such folder" in err

@@ -213,9 +213,10 @@ def test_library_reads_and_aligns_score_files(tmp_path):
     np.testing.assert_array_equal(pair.T, T.astype(np.float64))
     np.testing.assert_array_equal(pair.labels, labels)
     assert scores.swapped_warnings([pair]) == []
-    assert scores.swapped_warnings([scores.align(motion, spatial)]) == [
-        f"{m}: meta says stream 'motion' but it was passed to --spatial",
+    assert scores.swapped_warnings([scores.align(spatial, spatial)]) == [  # two spatial runs: may be meant
         f"{s}: meta says stream 'spatial' but it was passed to --motion"]
+    with pytest.raises(scores.FusionError, match="swapped"):  # both the other stream's: a mix-up
+        scores.swapped_warnings([scores.align(motion, spatial)])
 
 
 def test_library_errors_are_value_errors_naming_the_file(tmp_path):
