@@ -106,6 +106,11 @@ def check_writable(path, option, folder=True):
         raise ValueError(f"{where}: nothing can be created in {probe} ({e.strerror})") from None
 
 
+# JSON files the tools write for themselves (engine/outputs.py, tools/prepare_data.py,
+# dataloader/synthetic.py, tools/demo.py, tools/study_jobs.py): a user's --json never replaces one.
+RECORD_FILES = ("args.json", "prepare_info.json", "synthetic.json", "demo.json", "study_done.json")
+
+
 def check_output_file(path, option, suffixes, inputs=()):
     """check_writable for an output file, and never a file the command reads or another kind of
     file: `path` may replace an existing file only if its name ends with one of `suffixes`
@@ -117,6 +122,9 @@ def check_output_file(path, option, suffixes, inputs=()):
         if source and os.path.exists(source) and os.path.samefile(path, source):
             raise ValueError(f"{option} {path}: is also an input of this command; writing it would replace it. "
                              "Give another file name")
+    if os.path.basename(path) in RECORD_FILES:
+        raise ValueError(f"{option} {path}: is a record the project's tools keep (a run's options, a data set's "
+                         "settings or a marker); writing it would replace it. Give another file name")
     if not path.lower().endswith(tuple(suffixes)):
         raise ValueError(f"{option} {path}: exists and is not a {' or '.join(suffixes)} file; writing it would "
                          f"replace it. Give a new file name ending in {suffixes[0]}")

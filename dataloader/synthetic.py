@@ -14,6 +14,7 @@ Classes are listed alphabetically, so labels agree between the UCF101-style list
 classes, videos and split lists are spelled is its catalog entry's (dataloader/catalog.py,
 DatasetSpec.synthetic); the data sets with one are SYNTHETIC_DATASETS.
 """
+import json
 import os
 import shutil
 import sys
@@ -129,6 +130,14 @@ def _write_jpeg(path, image, quality):
         raise OSError(f"could not write {path}")
 
 
+def _read_marker(out):
+    try:
+        with open(os.path.join(out, MARKER), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def _clear_previous(out, overwrite):
     """Refuse to mix with an earlier data set; with overwrite, delete only what this tool
     made before (it leaves a marker file), never real data that happens to be in OUT."""
@@ -136,8 +145,10 @@ def _clear_previous(out, overwrite):
     if not existing:
         return
     if not overwrite:
-        raise FileExistsError(f"{out} already holds {', '.join(existing)}; choose an empty "
-                              "folder or pass --overwrite to replace an earlier synthetic set")
+        cut = "incomplete" in _read_marker(out)
+        raise FileExistsError(f"{out} already holds {', '.join(existing)}"
+                              + ("; it is a synthetic set cut short: pass --overwrite to write it again" if cut else
+                                 "; choose an empty folder or pass --overwrite to replace an earlier synthetic set"))
     if not os.path.isfile(os.path.join(out, MARKER)):
         raise FileExistsError(f"{out} holds {', '.join(existing)} but no {MARKER}: not made by "
                               "this tool, refusing to delete it")

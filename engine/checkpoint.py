@@ -154,8 +154,11 @@ def resume_hint(spec, args, argv, replacing=False):
             continue
         if not a.startswith("--resume=") and a != "--overwrite":
             keep.append(a)
-    return ("==> stopped; the last finished epoch is in " + ckpt + ". Resume with:\n  python " + spec.script + " "
-            + " ".join(shlex.quote(a) for a in keep + ["--resume", ckpt]))
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), spec.script)
+    if os.path.dirname(script) == os.getcwd():  # started beside the script: its plain name, as typed
+        script = spec.script
+    return ("==> stopped; the last finished epoch is in " + ckpt + ". Resume with:\n  python " + shlex.quote(script)
+            + " " + " ".join(shlex.quote(a) for a in keep + ["--resume", ckpt]))
 
 
 def read_prepare_info(data_root):

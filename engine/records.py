@@ -184,7 +184,7 @@ class RunRecords:
 
     @property
     def selection(self):
-        return self._get("selection", "unknown (no args.json)")
+        return self._get("selection", "unknown (no readable args.json)")
 
     @property
     def name(self):

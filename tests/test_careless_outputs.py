@@ -297,3 +297,40 @@ def test_predict_refuses_a_checkpoint_option_given_twice(files, capsys):
     argv = [str(files["video"]), "--spatial", str(files["ckpt"]), "--spatial", str(files["video"])]
     assert exit_code(tools.predict.main, argv) == 2
     assert "--spatial given twice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("record", ["args.json", "prepare_info.json", "synthetic.json"])
+def test_a_json_output_never_replaces_a_record_the_tools_keep(files, tmp_path, capsys, record):
+    kept = files["run"] / record
+    kept.write_text('{"stream": "spatial"}')
+    (tmp_path / "val").mkdir()
+    vs, vm, _ = write_pair(tmp_path / "val")
+    for option in ("--json", "--save-weights"):
+        assert fusion.main(["--spatial", str(files["s"]), "--motion", str(files["m"]), "--fit-weights-on", str(vs),
+                            str(vm), option, str(kept)]) == 2
+        assert "is a record" in one_error_line(capsys)
+    assert kept.read_text() == '{"stream": "spatial"}'
+
+
+def test_prepare_data_refuses_an_out_that_holds_a_training_run(videos, files, capsys):
+    (files["run"] / "args.json").write_text("{}")
+    before = checksums(files["run"])
+    assert exit_code(tools.prepare_data.main, ["--videos-dir", str(videos), "--dataset", "folders",
+                                               "--out", str(files["run"])]) == 2
+    assert "holds a training run" in one_error_line(capsys)
+    assert checksums(files["run"]) == before
+
+
+def test_the_resume_command_works_from_another_folder(tmp_path, monkeypatch):
+    # Started as `python /path/to/spatial_cnn.py` elsewhere, the bare script name would not run.
+    import argparse
+    from engine.checkpoint import resume_hint
+    from engine.streams import SPATIAL
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pth").write_bytes(b"x")
+    args = argparse.Namespace(out=str(tmp_path / "run"))
+    monkeypatch.chdir(tmp_path)
+    line = resume_hint(SPATIAL, args, ["--epochs", "3"]).splitlines()[1].split()
+    assert line[1] == os.path.join(ROOT, "spatial_cnn.py") and os.path.isfile(line[1])
+    monkeypatch.chdir(ROOT)
+    assert resume_hint(SPATIAL, args, ["--epochs", "3"]).splitlines()[1].split()[1] == "spatial_cnn.py"

@@ -75,7 +75,8 @@ def video_pairs(path, n, width, height, step=7):
     to width x height (INTER_AREA)."""
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
-        raise SystemExit(f"python -m tools.benchmark_flow: error: --video {path}: OpenCV cannot open it as a video")
+        print(f"python -m tools.benchmark_flow: error: --video {path}: OpenCV cannot open it as a video", file=sys.stderr)
+        raise SystemExit(2)
     prevs, nexts, last, index = [], [], None, 0
     while len(prevs) < n:
         ok, frame = cap.read()
@@ -88,7 +89,8 @@ def video_pairs(path, n, width, height, step=7):
             nexts.append(grey)
         last, index = grey, index + 1
     if not prevs:
-        raise SystemExit(f"python -m tools.benchmark_flow: error: --video {path}: no frame pairs in it")
+        print(f"python -m tools.benchmark_flow: error: --video {path}: no frame pairs in it", file=sys.stderr)
+        raise SystemExit(2)
     return prevs, nexts, None
 
 

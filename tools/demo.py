@@ -204,6 +204,8 @@ def main(argv=None):
     # --overwrite only where the marker was there before this demo: the runs are the demo's
     # own (check_out refused any other finished run; a folder without one needs no --overwrite).
     overwrite = ["--overwrite"] if own else []
+    # A SIGTERM (timeout, a scheduler) reaches the step too: wait for it to stop, as for Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         make_data(py, data, args.seed)
         run = ["--data-root", data, "--epochs", str(args.epochs), "--workers", str(args.workers),
@@ -212,7 +214,7 @@ def main(argv=None):
         sh([py, "motion_cnn.py", *run, "--stack", "5", "--out", os.path.join(out, "motion")])
         sh([py, *fusion_command(out)])
     except subprocess.CalledProcessError as e:
-        if e.returncode in (130, -signal.SIGINT):  # Ctrl-C reached the step too, which said what it kept
+        if e.returncode in (130, 143, -signal.SIGINT, -signal.SIGTERM):  # the step was stopped too, and said so
             print("demo: interrupted; run the same command again to redo it", file=sys.stderr)
             return 130
         print(f"demo: a step failed (exit status {e.returncode}); see its message above", file=sys.stderr)
@@ -220,6 +222,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\ndemo: interrupted; run the same command again to redo it", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     table = print_summary(out)
     if args.json:
         utils.save_json(table, args.json)

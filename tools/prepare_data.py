@@ -118,6 +118,10 @@ def check_options(args):
     if out == videos or out.startswith(videos + os.sep):
         raise ValueError(f"--out {args.out}: is inside --videos-dir {args.videos_dir}, where the frame folders "
                          "would look like classes; give a folder outside it")
+    run = [f for f in ("args.json", "checkpoint.pth") if os.path.isfile(os.path.join(out, f))]
+    if run:
+        raise ValueError(f"--out {args.out}: holds a training run ({', '.join(run)}); give a folder of its own "
+                         "for the data set")
     made = [d for d in (RGB_DIR, FLOW_DIR, PREPARE_INFO) if os.path.exists(os.path.join(videos, d))]
     if made:
         raise ValueError(f"--videos-dir {args.videos_dir}: holds {', '.join(made)}, so it is a prepared data folder, "

@@ -142,7 +142,7 @@ def job_state(out, options, data_root):
     if done:
         if done.get("options") != options or done.get("data_root") != data_root:
             return "finished", (f"{OTHER_RUN} ({shlex.join(done.get('options', []))}, "
-                                f"data {done.get('data_root')}); a real run refuses: delete the folder to retrain")
+                                f"data {done.get('data_root')}); the study does not reuse it: delete the folder to retrain")
         return "finished", f"finished {done.get('finished_at', '')}"
     if os.path.isfile(os.path.join(out, "checkpoint.pth")):
         return "resume", "cut short earlier: resumes from its checkpoint.pth"
