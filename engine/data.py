@@ -1,6 +1,5 @@
 """A run's data: the split lists, the held-out validation groups, the three datasets and
 their loaders. Every listed video is checked to exist before any training starts."""
-import signal
 import sys
 from dataclasses import dataclass
 
@@ -125,15 +124,6 @@ def collate_for(dataset):
     return collate_encoded if isinstance(base, EncodedClipDataset) else collate_clips
 
 
-def _leave_stopping_to_the_main_process(worker_id):
-    """A SIGTERM to the process group (timeout, a job scheduler) would kill a data worker at
-    once (torch's worker handler), and torch then raises the worker's death in the main process
-    wherever it is, mid-way through writing a checkpoint even. The main process stops cleanly
-    after the current step instead, and shuts its workers down; a worker whose main process is
-    gone exits by itself (torch watches the parent)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
 def make_loader(dataset, batch_size, device, workers, seed, sampler=None, persistent=False):
     """A DataLoader of ClipBatches (EncodedBatches for --decode gpu): pinned memory on CUDA,
     PREFETCH_FACTOR (2) batches prefetched per worker."""
@@ -143,7 +133,6 @@ def make_loader(dataset, batch_size, device, workers, seed, sampler=None, persis
         dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=persistent and workers > 0, drop_last=False,
         prefetch_factor=PREFETCH_FACTOR if workers > 0 else None, collate_fn=collate_for(dataset),
-        worker_init_fn=_leave_stopping_to_the_main_process if workers > 0 else None,
         # A private generator: creating loader iterators must not consume the global torch
         # RNG (dropout uses it), or a resumed run would diverge from an uninterrupted one.
         generator=torch.Generator().manual_seed(seed))

@@ -76,9 +76,11 @@ def main(spec, argv=None):
         print(f"error: out of memory; {MEMORY_HINT}", file=sys.stderr)
         return 2
     except RuntimeError as e:
-        if stop.signum is not None and "DataLoader worker" in str(e):
-            # A SIGTERM to the process group (timeout, a job scheduler) reached the data workers
-            # too: their death is the stop that was asked for, not a failure.
+        if stop.signum is not None and worker_died(e):
+            # A SIGTERM to the process group (timeout, a job scheduler) killed the data workers
+            # too, and torch raises that wherever the main process is, even inside a checkpoint
+            # write (which then leaves the previous file: atomic). It is the stop that was asked
+            # for; the last checkpoint.pth on disk resumes it.
             print(resume_hint(spec, args, argv, replacing=replacing(args, session)), file=sys.stderr)
             return 128 + stop.signum
         if out_of_memory(e):
@@ -98,6 +100,15 @@ def main(spec, argv=None):
 
 MEMORY_HINT = ("lower --batch-size, --test-batch-size, --crop-size, --num-segments, --test-frames or --stack "
                "(checkpoint.pth, if any, holds the last finished epoch)")
+
+
+def worker_died(error):
+    """Whether a data worker's death raised `error`, or an error raised while handling it."""
+    while error is not None:
+        if "DataLoader worker" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def out_of_memory(error):

@@ -19,6 +19,7 @@ import tools.pack_frames
 import tools.predict
 import tools.prepare_data
 import tools.report
+import utils
 from test_bad_input import checksums
 from test_fusion import write_pair
 from tiny import make_tiny_data
@@ -255,6 +256,13 @@ def test_sigterm_to_a_training_and_its_data_workers_is_a_stop_not_a_traceback(tm
     code, err = interrupt_when(cmd, lambda: (out / "checkpoint.pth").is_file(), signal.SIGTERM, group=True)
     assert code == 128 + signal.SIGTERM, err
     assert "Traceback" not in err and f"--resume {out / 'checkpoint.pth'}" in err
+    # What is on disk resumes: the stop may have landed inside a checkpoint write (atomic).
+    epoch = utils.load_checkpoint(str(out / "checkpoint.pth"))["epoch"]
+    cmd[cmd.index("--epochs") + 1] = str(epoch + 2)
+    again = subprocess.run(cmd + ["--resume", str(out / "checkpoint.pth")], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert utils.load_checkpoint(str(out / "checkpoint.pth"))["epoch"] == epoch + 1
 
 
 @pytest.mark.parametrize("case", ["a_run", "epochs_0", "seed_negative"])
