@@ -111,6 +111,14 @@ def check_writable(path, option, folder=True):
 RECORD_FILES = ("args.json", "prepare_info.json", "synthetic.json", "demo.json", "study_done.json")
 
 
+def check_input_folder(path, option, expected):
+    """ValueError naming `option` unless `path` is an existing folder: a file and a missing path
+    are told apart (both used to read "not found")."""
+    if not os.path.isdir(path):
+        state = "is a file" if os.path.exists(path) else "no such folder"
+        raise ValueError(f"{option} {path}: {state}; expected {expected}")
+
+
 def check_output_file(path, option, suffixes, inputs=()):
     """check_writable for an output file, and never a file the command reads or another kind of
     file: `path` may replace an existing file only if its name ends with one of `suffixes`

@@ -3,6 +3,7 @@ option and the range it must be in ("argument --lr: must be greater than 0, got 
 before anything is read, written or started."""
 import argparse
 import math
+import os
 
 
 def _number(kind, text):
@@ -42,10 +43,19 @@ FLOAT32_MAX = 3.4e38  # the weights are float32: a larger step size cannot even 
 learning_rate = in_range(float, lambda v: 0 < v <= FLOAT32_MAX, f"greater than 0 and at most {FLOAT32_MAX:g} (float32 weights)")
 decay = in_range(float, lambda v: 0 <= v <= 1, "in [0, 1]")                   # SGD weight decay
 momentum_factor = in_range(float, lambda v: 0 <= v < 1, "in [0, 1): 1 or more never forgets a gradient")
-SEED_LIMIT = 2 ** 32 - 1  # numpy's and most tools' seed range; torch adds the process rank to it
 MAX_TIMEOUT_MINUTES = 7 * 24 * 60
 probability = in_range(float, lambda v: 0 <= v < 1, "in [0, 1)")       # dropout: 1 would drop everything
 shrink_factor = in_range(float, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")  # ReduceLROnPlateau
+
+
+SEED_LIMIT = 2 ** 32 - 1  # numpy's and most tools' seed range; torch adds the process rank to it
+seed_number = int_up_to(SEED_LIMIT, "32 bits", low=0)
+
+
+def worker_count(low=0):
+    """Processes (or threads) that share this machine's cores: more than 4 a core only thrash."""
+    cores = os.cpu_count() or 1
+    return int_up_to(4 * cores, f"4 per CPU core, {cores} here", low=low)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -9,9 +9,9 @@ from dataloader.encoded import DECODE_CHOICES
 from dataloader.layout import LAYOUTS
 from dataloader.catalog import DATASETS
 from dataloader.splits import VAL_FRACTION
-from engine.arg_types import (SEED_LIMIT, MAX_TIMEOUT_MINUTES, OneLineParser, in_range, auto_or_count, decay,
-                              int_up_to, learning_rate, momentum_factor, non_negative_float,
-                              non_negative_int, positive_int, probability, shrink_factor)
+from engine.arg_types import (MAX_TIMEOUT_MINUTES, OneLineParser, in_range, auto_or_count, decay, int_up_to,
+                              learning_rate, momentum_factor, non_negative_float, non_negative_int, positive_int,
+                              probability, seed_number, shrink_factor, worker_count)
 from engine.records import LAST_SCORES, finished_files
 from network.backbones import ARCHS, DEFAULT_ARCH
 from network.consensus import CONSENSUS
@@ -131,11 +131,10 @@ def build_parser(spec):
                         "uint8 crops. gpu: the workers only read the JPEG bytes, and torchvision decodes them batched "
                         "on the GPU (nvJPEG), then crops; for when the CPU cores cannot decode as fast as the GPU "
                         "trains. Needs --device cuda and a torchvision built with GPU JPEG decoding")
-    cores = os.cpu_count() or 1
-    r.add_argument("--workers", type=int_up_to(4 * cores, f"4 per CPU core, {cores} here", low=0), default=min(8, cores),
+    r.add_argument("--workers", type=worker_count(), default=min(8, os.cpu_count() or 1),
                    help="data-loading processes per GPU")
     r.add_argument("--test-batch-size", type=positive_int, default=8, help="videos per evaluation batch")
-    r.add_argument("--seed", type=int_up_to(SEED_LIMIT, "32 bits", low=0), default=0, help="seed for initialisation, shuffling and augmentation")
+    r.add_argument("--seed", type=seed_number, default=0, help="seed for initialisation, shuffling and augmentation")
     r.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 autocast (default: on for CUDA, off for CPU)")
     r.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -210,16 +209,12 @@ def check_paths(args):
 def check_input_folders(args):
     """--data-root and the folder options name folders: a file there (or a missing data root
     with nothing else to read) is named now, not reported later as a missing split list."""
-    for option in ("splits_dir", "rgb_dir", "flow_dir", "frames_dir", "packed_dir", "picture_dir"):
-        path = getattr(args, option, None)
-        if path and os.path.exists(path) and not os.path.isdir(path):
-            raise ValueError(f"--{option.replace('_', '-')} {path}: is a file; expected a folder")
-    root = args.data_root
-    if os.path.exists(root) and not os.path.isdir(root):
-        raise ValueError(f"--data-root {root}: is a file; expected the data folder (frames, flow and split lists)")
-    if not os.path.exists(root) and not args.splits_dir:
-        raise ValueError(f"--data-root {root}: no such folder; expected the data folder (frames, flow and split "
-                         "lists, as python -m tools.prepare_data writes it)")
+    # The frame-folder options are checked where the layout is opened (dataloader/frame_dirs.py).
+    if args.splits_dir and os.path.exists(args.splits_dir):
+        utils.check_input_folder(args.splits_dir, "--splits-dir", "the folder of the split lists")
+    if os.path.exists(args.data_root) or not args.splits_dir:  # with --splits-dir a data root is optional
+        utils.check_input_folder(args.data_root, "--data-root", "the data folder (frames, flow and split lists, "
+                                 "as python -m tools.prepare_data writes it)")
 
 
 SAME_SCORES = ("stream", "consensus", "dataset", "split", "epoch", "test_frames", "test_crops")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-import progress
+from progress import progress as progress_bar
 
 from dataloader.datasets import ClipDataset
 from dataloader.flow import DEFAULT_FLOW, FLOW_METHODS
@@ -189,7 +189,7 @@ def _bar(desc, unit, total, enabled):
     """One phase's progress (progress.progress): a bar on a terminal, gone when the phase ends (the
     prediction follows); whole lines in a log or pipe, the closing one kept with the phase's total."""
     tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    return progress.progress(total=total, desc=desc, unit=unit, disable=not enabled, leave=not tty)
+    return progress_bar(total=total, desc=desc, unit=unit, disable=not enabled, leave=not tty)
 
 
 def predict_video(path, streams, device, progress=True, flow_backend="opencv"):

@@ -156,7 +156,7 @@ def videos(tmp_path):
 
 @pytest.mark.parametrize("extra, reason", [
     (["--width", str(10 ** 12)], "argument --width"), (["--width", "1"], "argument --width"),
-    (["--seed", "-1"], "argument --seed"), (["--workers", "100000"], "argument --workers"),
+    (["--seed", "-1"], "argument --seed"), (["--workers", "100000", "--test-fraction", "2"], "argument --workers"),  # fails fast without the bound
     (["--out", ""], "--out is empty"), (["--out", "VIDEOS/Alpha/frames"], "is inside --videos-dir"),
     (["--out", "/proc/prepared"], "nothing can be created in /proc"),
 ])

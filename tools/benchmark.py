@@ -42,6 +42,7 @@ import utils
 from dataloader.catalog import DATASETS
 from dataloader.encoded import DECODE_CHOICES
 from dataloader.layout import LAYOUTS
+from engine.arg_types import seed_number, worker_count
 from engine.data import check_decode
 from engine.runtime import enable_huge_pages, pick_device, set_cpu_threads
 from engine.streams import STREAMS, in_channels
@@ -89,7 +90,7 @@ def build_parser():
                    help="as the training scripts: cpu = the workers decode with OpenCV; gpu = the workers send JPEG "
                         "bytes and torchvision decodes them on the GPU (needs --device cuda); also measures the GPU "
                         "decode rate alone")
-    s.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+    s.add_argument("--workers", type=worker_count(), default=min(8, os.cpu_count() or 1),
                    help="data-loading processes (the same for the pipeline and the baseline)")
     s.add_argument("--batch-size", type=int, default=8, help="training videos per batch")
     s.add_argument("--crop-size", type=int, default=224, help="square crop fed to the network")
@@ -117,7 +118,7 @@ def build_parser():
     s.add_argument("--target-samples-per-s", type=float,
                    help="sample rate the loader must feed, for workers_to_feed (e.g. a GPU's step rate when "
                         "measuring on a CPU); default: the model step rate measured in this run")
-    s.add_argument("--seed", type=int, default=0, help="seed for the items, crops, flips and the model")
+    s.add_argument("--seed", type=seed_number, default=0, help="seed for the items, crops, flips and the model")
     s.add_argument("--json", metavar="PATH", help="also write the JSON line to PATH")
     return p
 
@@ -133,10 +134,6 @@ def check_options(args):
     for name, limit in LIMITS.items():
         if not 1 <= getattr(args, name) <= limit:
             raise ValueError(f"--{name.replace('_', '-')} must be 1..{limit}, got {getattr(args, name)}")
-    if not 0 <= args.workers <= 4 * (os.cpu_count() or 1):
-        raise ValueError(f"--workers must be 0..{4 * (os.cpu_count() or 1)} (4 per CPU core), got {args.workers}")
-    if not 0 <= args.seed < 2 ** 32:
-        raise ValueError(f"--seed must be 0..{2 ** 32 - 1}, got {args.seed}")
     if args.target_samples_per_s is not None and not args.target_samples_per_s > 0:
         raise ValueError("--target-samples-per-s must be positive")
     if args.threads is not None and not 1 <= args.threads <= 1024:

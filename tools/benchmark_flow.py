@@ -35,7 +35,7 @@ import torch
 
 from dataloader import tvl1
 from dataloader.flow import FLOW_BACKENDS, compute_flow_batch
-from engine.arg_types import OneLineParser, int_up_to
+from engine.arg_types import OneLineParser, int_up_to, seed_number
 from tools.flow_scenes import make_pair, parse_size
 
 
@@ -153,7 +153,7 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int_up_to(1024, "threads"), default=torch.get_num_threads(),
                         help="threads for both libraries (default: torch's current number)")
     parser.add_argument("--repeats", type=int_up_to(100, "repeats"), default=3)
-    parser.add_argument("--seed", type=int_up_to(2 ** 32 - 1, "32 bits", low=0), default=0)
+    parser.add_argument("--seed", type=seed_number, default=0)
     parser.add_argument("--video", help="take pairs of consecutive frames of this video instead")
     args = parser.parse_args(argv)
     try:

@@ -178,16 +178,15 @@ def print_files(out, json_path=None):
 
 
 def main(argv=None):
-    from engine.arg_types import OneLineParser, int_up_to
+    from engine.arg_types import OneLineParser, int_up_to, seed_number, worker_count
     p = OneLineParser(prog="python -m tools.demo", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    cores = os.cpu_count() or 1
     p.add_argument("--out", default="demo", help="folder for the generated data and the runs")
     p.add_argument("--epochs", type=int_up_to(500, "the streams' default upper bound"), default=8,
                    help="epochs per stream")
-    p.add_argument("--workers", type=int_up_to(4 * cores, f"4 per CPU core, {cores} here", low=0), default=1,
+    p.add_argument("--workers", type=worker_count(), default=1,
                    help="data-loading processes")
-    p.add_argument("--seed", type=int_up_to(2 ** 32 - 1, "32 bits", low=0), default=0,
+    p.add_argument("--seed", type=seed_number, default=0,
                    help="seed of the generated data and of the trainings")
     p.add_argument("--json", metavar="PATH", help="also write the summary table as JSON")
     args = p.parse_args(argv)

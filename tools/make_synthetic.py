@@ -8,7 +8,7 @@ import sys
 
 import utils
 from dataloader.synthetic import MANAGED, MAX_FRAMES, MAX_SIDE, MAX_VIDEOS_PER_CLASS, SYNTHETIC_DATASETS, generate
-from engine.arg_types import OneLineParser, int_up_to
+from engine.arg_types import OneLineParser, int_up_to, seed_number
 from engine.console import one_line
 from dataloader.synthetic_render import FLOW_TEXTURES
 
@@ -34,7 +34,7 @@ def build_parser():
     p.add_argument("--min-frames", type=frames, default=16, help="fewest RGB frames per video (default 16)")
     p.add_argument("--max-frames", type=frames, default=32, help="most RGB frames per video (default 32); "
                    "each video has a random count in [min, max] and one flow frame fewer")
-    p.add_argument("--seed", type=int_up_to(2 ** 32 - 1, "32 bits", low=0), default=0, help="random seed; the same seed writes identical files (default 0)")
+    p.add_argument("--seed", type=seed_number, default=0, help="random seed; the same seed writes identical files (default 0)")
     p.add_argument("--layout", choices=("twostream", "mmaction"), default="twostream",
                    help="twostream: jpegs_256/ + tvl1_flow/{u,v}/; mmaction: rawframes/<Class>/<video>/ "
                         "(default twostream)")

@@ -150,10 +150,7 @@ def main(argv=None):
     try:
         # Before any video is read: a --data-root that is no folder, --out below a file, a
         # file, a folder one cannot write, or inside the frames it packs.
-        if not os.path.isdir(args.data_root):
-            what = "is a file" if os.path.exists(args.data_root) else "no such folder"
-            raise ValueError(f"--data-root {args.data_root}: {what}; expected the folder with jpegs_256/ + "
-                             "tvl1_flow/ or rawframes/")
+        utils.check_input_folder(args.data_root, "--data-root", "the folder with jpegs_256/ + tvl1_flow/ or rawframes/")
         utils.check_writable(out, "--out", folder=True)
         dirs = FrameDirs(args.rgb_dir, args.flow_dir, args.frames_dir)
         layout = open_layout(args.layout, args.data_root, dirs, allow_packed=False)

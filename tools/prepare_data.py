@@ -43,7 +43,7 @@ from dataloader.catalog import DATASETS, get_dataset
 from dataloader.flow import FLOW_BACKENDS, FLOW_METHODS
 from dataloader.layout import FLOW_COMPONENTS, FLOW_DIR, PREPARE_INFO, RGB_DIR
 from dataloader.video import DEFAULT_SIZE
-from engine.arg_types import OneLineParser, int_up_to, positive_int
+from engine.arg_types import OneLineParser, int_up_to, positive_int, seed_number, worker_count
 from tools.prepare_flow import run_opencv, run_torch
 from tools.prepare_plan import (base_info, check_info, count_frames, describe_time, list_sources, parse_shard,
                                 select_sources, shard_of, split_plan, time_pairs)
@@ -68,8 +68,7 @@ def build_parser():
                                          "is one, else cpu")
     p.add_argument("--flow-batch", type=int_up_to(4096, "frame pairs"), default=64,
                    help="torch backend: frame pairs computed at once (of several videos); lowered when memory runs out")
-    cores = os.cpu_count() or 1
-    p.add_argument("--workers", type=int_up_to(4 * cores, f"4 per CPU core, {cores} here"), default=cores,
+    p.add_argument("--workers", type=worker_count(low=1), default=os.cpu_count() or 1,
                    help="processes that decode and write (and, with opencv, compute the flow), one video each")
     p.add_argument("--shard", metavar="K/N", help="only the K-th of N disjoint parts of the videos (by name)")
     p.add_argument("--limit", type=positive_int, help="only the first N videos in sorted order")
@@ -84,7 +83,7 @@ def build_parser():
     f = p.add_argument_group("split lists of your own videos (--dataset folders)")
     f.add_argument("--test-fraction", type=float, default=folders.DEFAULT_TEST_FRACTION,
                    help="share of each class's videos in the test lists")
-    f.add_argument("--seed", type=int_up_to(2 ** 32 - 1, "32 bits", low=0), default=0, help="seed of the split; split N is drawn with (seed, N)")
+    f.add_argument("--seed", type=seed_number, default=0, help="seed of the split; split N is drawn with (seed, N)")
     f.add_argument("--group-regex", default=folders.DEFAULT_GROUP_REGEX,
                    help="videos whose file names give the same match (its first group) stay on one side; '' for none")
     f.add_argument("--redraw-splits", action="store_true",

@@ -163,9 +163,10 @@ def validate(jobs, parsers, data_root):
     """Parse each run's options with its CLI's own parser before anything runs, so that a
     typo fails now, not after days of training the runs before it."""
     from engine.options import check_args
-    if not os.path.isdir(data_root):
-        what = "is a file; expected the data folder" if os.path.exists(data_root) else "no such folder"
-        raise StudyError(f"--data-root {data_root}: {what}")
+    try:
+        utils.check_input_folder(data_root, "--data-root", "the data folder")
+    except ValueError as e:
+        raise StudyError(str(e)) from None
     for job in jobs:
         try:
             check_args(parsed := parsers[job.stream].parse_args(job.command(data_root)[2:]))
